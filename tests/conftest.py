@@ -1,0 +1,25 @@
+"""Shared pytest configuration.
+
+Hypothesis profiles: "dev" (default) explores randomly; "ci" is derandomized with a bounded
+number of examples so the whole suite is reproducible and stays within CI's time budget.
+CI selects it through the CI environment variable; HYPOTHESIS_PROFILE overrides either.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
