@@ -1,0 +1,196 @@
+"""Checkpoints: one directory per checkpoint, written atomically.
+
+Layout of a checkpoint directory:
+    model.safetensors      the weights, {name: array} (safetensors' NumPy API)
+    config.json            the model configuration (a plain dict)
+    state.safetensors      the arrays of state.json (the optimizer moments), under dotted names
+    state.json             everything else: step, RNG states, the optimizer's scalars, extra trainer data,
+                           with each array replaced by a reference into state.safetensors
+    tokenizer.model        a copy of the tokenizer file (optional)
+    manifest.json          format version and the SHA-256 of every file above, written last
+
+Atomicity: the whole directory is written under a temporary name and renamed into place. Replacing an
+existing checkpoint takes two renames (old -> `<dir>.old`, new -> `<dir>`); if a crash falls between them,
+`load_checkpoint` finds the complete previous checkpoint under `<dir>.old`. Corruption of any file (a
+truncated write, a flipped bit) is caught by the manifest's digests and reported naming the file.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+FORMAT = "nanograd-gpt-checkpoint"
+VERSION = 1
+TOKENIZER_FILE = "tokenizer.model"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory is missing, incomplete or corrupt."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds. `optimizer` and `extra` are nested dicts/lists of JSON values and arrays."""
+
+    model: dict  # {parameter name: ndarray}
+    config: dict
+    step: int = 0
+    optimizer: dict = None
+    rng: dict = field(default_factory=dict)  # e.g. {"numpy": Generator state, "nanograd": engine state}
+    extra: dict = field(default_factory=dict)
+    tokenizer_path: Path = None  # set by load_checkpoint when the directory holds a tokenizer
+
+
+def save_checkpoint(path, ckpt, tokenizer_file=None):
+    """Write `ckpt` (a Checkpoint) to the directory `path`, atomically; `tokenizer_file` is copied in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        arrays = {}
+        state = {
+            "step": int(ckpt.step),
+            "rng": ckpt.rng,
+            "optimizer": _to_json(ckpt.optimizer, arrays, "optimizer"),
+            "extra": _to_json(ckpt.extra, arrays, "extra"),
+        }
+        save_file({k: np.ascontiguousarray(v) for k, v in ckpt.model.items()}, str(tmp / "model.safetensors"))
+        save_file(arrays, str(tmp / "state.safetensors"))
+        _write_json(tmp / "config.json", ckpt.config)
+        _write_json(tmp / "state.json", state)
+        if tokenizer_file is not None:
+            shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
+        digests = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        _write_json(tmp / "manifest.json", {"format": FORMAT, "version": VERSION, "files": digests})
+        _fsync_dir_files(tmp)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(path):
+    """Read a checkpoint directory written by save_checkpoint; raises CheckpointError naming the bad file."""
+    path = Path(path)
+    if not path.exists():
+        previous = _old_name(path)
+        if not previous.exists():
+            raise CheckpointError(f"no checkpoint at {path}")
+        path = previous  # a save was interrupted between its two renames; this is the last complete one
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a checkpoint directory")
+    manifest = _read_json(path / "manifest.json")
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path / 'manifest.json'}: not a {FORMAT} version {VERSION} manifest "
+            f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})"
+        )
+    for name, digest in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint file missing: {file}")
+        if _sha256(file) != digest:
+            raise CheckpointError(f"checkpoint file corrupt (its SHA-256 does not match the manifest): {file}")
+    for required in ("model.safetensors", "state.safetensors", "config.json", "state.json"):
+        if required not in manifest.get("files", {}):
+            raise CheckpointError(f"checkpoint file missing: {path / required}")
+    state = _read_json(path / "state.json")
+    arrays = _read_safetensors(path / "state.safetensors")
+    tokenizer = path / TOKENIZER_FILE
+    return Checkpoint(
+        model=_read_safetensors(path / "model.safetensors"),
+        config=_read_json(path / "config.json"),
+        step=state["step"],
+        optimizer=_from_json(state["optimizer"], arrays),
+        rng=state["rng"],
+        extra=_from_json(state["extra"], arrays),
+        tokenizer_path=tokenizer if tokenizer.is_file() else None,
+    )
+
+
+def _old_name(path):
+    return path.with_name(path.name + ".old")
+
+
+def _swap_into_place(tmp, path):
+    """Rename the finished `tmp` directory to `path`, keeping the old checkpoint until the new one is in."""
+    old = _old_name(path)
+    if old.exists() and path.exists():
+        shutil.rmtree(old)  # a stale leftover; `path` is complete
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _to_json(obj, arrays, name):
+    """Replace every ndarray inside `obj` by {"__array__": key}, storing it in `arrays[key]`.
+
+    Dicts with non-string keys (an optimizer's per-parameter state is keyed by int) and tuples are tagged
+    so that _from_json restores them exactly."""
+    if isinstance(obj, np.ndarray):
+        arrays[name] = np.ascontiguousarray(obj)
+        return {"__array__": name}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _to_json(v, arrays, f"{name}.{k}") for k, v in obj.items()}
+        return {"__items__": [[k, _to_json(v, arrays, f"{name}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_to_json(v, arrays, f"{name}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_to_json(v, arrays, f"{name}.{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def _from_json(obj, arrays):
+    if isinstance(obj, list):
+        return [_from_json(v, arrays) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__array__" in obj:
+        return arrays[obj["__array__"]]
+    if "__items__" in obj:
+        return {k: _from_json(v, arrays) for k, v in obj["__items__"]}
+    if "__tuple__" in obj:
+        return tuple(_from_json(v, arrays) for v in obj["__tuple__"])
+    return {k: _from_json(v, arrays) for k, v in obj.items()}
+
+
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+
+
+def _read_json(path):
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file missing: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint file corrupt (invalid JSON: {e}): {path}") from e
+
+
+def _read_safetensors(path):
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint file corrupt (unreadable safetensors: {e}): {path}") from e
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fsync_dir_files(directory):
+    """Flush every file to disk before the rename publishes the directory."""
+    for p in directory.iterdir():
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())

@@ -1,0 +1,125 @@
+"""Token data for training: tokenize a corpus once, keep the ids in a memory-mapped file, split 90/10 into
+train and val, and draw random (B, T) batches from them.
+
+Everything derived from a corpus (tokenizers, token ids) is cached under `corpus.cache_dir()`, keyed by a
+digest of the text and of the tokenizer, so a second run starts at once and a changed file is re-tokenized.
+"""
+import hashlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpt import corpus
+
+TOKENIZER_KINDS = ("char", "bpe")
+VAL_FRACTION = 0.1
+
+
+def _tokenizer_class(kind):
+    from tokenizer import BPETokenizer, CharTokenizer  # imported here: only this module needs it
+
+    classes = {"char": CharTokenizer, "bpe": BPETokenizer}
+    if kind not in classes:
+        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
+    return classes[kind]
+
+
+def load_tokenizer(kind, path):
+    """Load a tokenizer of `kind` ("char" or "bpe") from its `.model` file."""
+    return _tokenizer_class(kind).load(str(path))
+
+
+def build_tokenizer(kind, text, vocab_size=None, cache=None):
+    """Train (or fetch from the cache) a tokenizer for `text`; returns (tokenizer, path of its .model file).
+
+    "char": the vocabulary is the set of characters in the text (nanoGPT's shakespeare_char).
+    "bpe": byte-level BPE with the GPT-4 split pattern and `vocab_size` tokens.
+    """
+    cls = _tokenizer_class(kind)
+    if kind == "bpe" and (vocab_size is None or vocab_size <= 256):
+        raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
+    name = f"char-{corpus.text_digest(text)}" if kind == "char" else f"bpe{vocab_size}-{corpus.text_digest(text)}"
+    prefix = corpus.cache_dir(cache) / name
+    model_path = prefix.with_suffix(".model")
+    if model_path.exists():
+        return cls.load(str(model_path)), model_path
+    if kind == "char":
+        tokenizer = cls()
+        tokenizer.train(text)
+    else:
+        from tokenizer import GPT4_SPLIT_PATTERN
+
+        tokenizer = cls(pattern=GPT4_SPLIT_PATTERN)
+        tokenizer.train(text, vocab_size=vocab_size, verbose=True)
+    # Save under a temporary prefix and move into place, so a crash never leaves a half-written model.
+    tmp_prefix = prefix.with_name(prefix.name + ".partial")
+    tokenizer.save(str(tmp_prefix))
+    shutil.move(str(tmp_prefix) + ".model", model_path)
+    Path(str(tmp_prefix) + ".vocab").unlink(missing_ok=True)
+    return tokenizer, model_path
+
+
+def token_ids(text, tokenizer, tokenizer_path, cache=None):
+    """The ids of `text`, memory-mapped from a cached .npy file (uint16 when the vocabulary fits, else uint32)."""
+    tokenizer_digest = hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()[:16]
+    path = corpus.cache_dir(cache) / f"tokens-{corpus.text_digest(text)}-{tokenizer_digest}.npy"
+    if not path.exists():
+        ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
+        dtype = np.uint16 if ids.size == 0 or ids.max() < 2**16 else np.uint32
+        buffer = io.BytesIO()
+        np.save(buffer, ids.astype(dtype))
+        corpus.write_atomic(path, buffer.getvalue())
+    return np.load(path, mmap_mode="r")
+
+
+def split_train_val(ids, val_fraction=VAL_FRACTION):
+    """The first 90% of the ids for training, the last 10% for validation (as nanoGPT splits)."""
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return ids[:n_train], ids[n_train:]
+
+
+def get_batch(ids, batch_size, block_size, rng):
+    """A random batch of `batch_size` windows from `ids`: inputs x and targets y (x shifted by one),
+    both int64 (batch_size, block_size). `rng` is an np.random.Generator, so batches are reproducible."""
+    if len(ids) <= block_size:
+        raise ValueError(
+            f"the data has {len(ids)} tokens, too few for block_size {block_size}; "
+            "use more text or a smaller --block-size"
+        )
+    starts = rng.integers(0, len(ids) - block_size, size=batch_size)
+    x = np.stack([ids[s : s + block_size] for s in starts]).astype(np.int64)
+    y = np.stack([ids[s + 1 : s + 1 + block_size] for s in starts]).astype(np.int64)
+    return x, y
+
+
+@dataclass
+class TokenData:
+    """A tokenized corpus ready for training."""
+
+    train: np.ndarray  # memory-mapped ids, (N_train,)
+    val: np.ndarray  # memory-mapped ids, (N_val,)
+    tokenizer: object
+    tokenizer_kind: str
+    tokenizer_path: Path  # the .model file; a checkpoint keeps a copy of it
+
+    @property
+    def vocab_size(self):
+        return len(self.tokenizer.vocab)
+
+
+def prepare(data="shakespeare", tokenizer="char", vocab_size=None, cache=None, tokenizer_path=None):
+    """Load the corpus named by `data` (see `corpus.load_text`) and tokenize it.
+
+    With `tokenizer_path` (resuming from a checkpoint) that tokenizer is used as is; otherwise one is built
+    for the text. Returns a TokenData.
+    """
+    text = corpus.load_text(data, cache)
+    if tokenizer_path is not None:
+        tok = load_tokenizer(tokenizer, tokenizer_path)
+    else:
+        tok, tokenizer_path = build_tokenizer(tokenizer, text, vocab_size, cache)
+    train, val = split_train_val(token_ids(text, tok, tokenizer_path, cache))
+    return TokenData(train, val, tok, tokenizer, Path(tokenizer_path))
