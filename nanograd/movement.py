@@ -1,0 +1,115 @@
+"""Ops that move, select or combine elements without doing arithmetic on them.
+
+Their backward passes route each gradient element back to where its value came from: undo a
+reshape or transpose, scatter into the indexed positions, split a concatenation. They are attached
+to Tensor as methods at the bottom of this module; `cat`, `stack` and `where` are functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .tensor import Tensor, check_axis
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    try:
+        out = x.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}") from None
+    return Tensor._op(out, (x,), lambda g: (g.reshape(x.shape),))
+
+
+def transpose(x: Tensor, *axes) -> Tensor:
+    """Permute axes (all of them, like np.transpose); no axes reverses them."""
+    axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    if axes and sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
+    axes = axes or tuple(reversed(range(x.ndim)))
+    inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+    return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),))
+
+
+def _is_advanced(index) -> bool:
+    """Does the index contain an integer array (which may repeat positions)?"""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (np.ndarray, list)) for p in parts)
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    """x[index] for ints, slices, None, Ellipsis, and integer or boolean arrays."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    try:
+        out = x.data[index]
+    except IndexError as err:
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {err}") from None
+
+    def backward(g):
+        grad = np.zeros(x.shape, dtype=g.dtype)
+        if _is_advanced(index):
+            np.add.at(grad, index, g)  # an index array may name a position twice: add, don't overwrite
+        else:
+            grad[index] = g
+        return (grad,)
+
+    return Tensor._op(np.asarray(out), (x,), backward)
+
+
+def masked_fill(x: Tensor, mask, value) -> Tensor:
+    """Where `mask` is true, replace with `value`; those positions get no gradient."""
+    mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=bool)
+    try:
+        out = np.where(mask, np.asarray(value, dtype=x.dtype), x.data)
+    except ValueError:
+        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to {x.shape}") from None
+    return Tensor._op(out, (x,), lambda g: (np.where(mask, 0, g),))
+
+
+def cat(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat needs at least one tensor")
+    check_axis(axis, tensors[0].ndim, tensors[0].shape)
+    try:
+        out = np.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis") from None
+    split_at = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+    return Tensor._op(out, tuple(tensors), lambda g: tuple(np.split(g, split_at, axis=axis)))
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    check_axis(axis, tensors[0].ndim + 1, tensors[0].shape)
+    out = np.stack([t.data for t in tensors], axis=axis)
+    return Tensor._op(out, tuple(tensors),
+                      lambda g: tuple(np.squeeze(part, axis) for part in np.split(g, len(tensors), axis=axis)))
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise `a` where `condition` is true, else `b` (broadcasting all three)."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    a = a if isinstance(a, Tensor) else Tensor(np.asarray(a, dtype=b.dtype if isinstance(b, Tensor) else None))
+    b = b if isinstance(b, Tensor) else Tensor(np.asarray(b, dtype=a.dtype))
+    try:
+        out = np.where(condition, a.data, b.data)
+    except ValueError:
+        raise ValueError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} do not broadcast") from None
+    return Tensor._op(out, (a, b), lambda g: (np.where(condition, g, 0), np.where(condition, 0, g)))
+
+
+Tensor.reshape = reshape
+Tensor.transpose = transpose
+Tensor.T = property(lambda self: transpose(self))
+Tensor.__getitem__ = getitem
+Tensor.masked_fill = masked_fill

@@ -1,0 +1,186 @@
+"""Modules: parameters bundled with the function that uses them.
+
+A Module finds its parameters and submodules by looking at its own attributes, in the order they
+were set, so `named_parameters()` yields names like "transformer.h.0.attn.c_attn.weight" that
+match GPT-2 and nanoGPT checkpoints.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: it always requires grad."""
+
+    def __init__(self, data):
+        super().__init__(data, requires_grad=True)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def _children(self):
+        """(name, Parameter | Module) pairs, in attribute order."""
+        for name, value in vars(self).items():
+            if isinstance(value, (Parameter, Module)):
+                yield name, value
+
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, child in self._children():
+            if isinstance(child, Module):
+                yield from child.named_modules(f"{prefix}{name}.")
+
+    def _named_parameters_with_ties(self):
+        """Every (name, parameter) pair, a shared parameter once per name it has."""
+        for prefix, module in self.named_modules():
+            for name, child in module._children():
+                if isinstance(child, Parameter):
+                    yield prefix + name, child
+
+    def named_parameters(self):
+        """(name, parameter) pairs; a parameter shared by several modules appears once, first name wins."""
+        seen = set()
+        for name, param in self._named_parameters_with_ties():
+            if id(param) not in seen:
+                seen.add(id(param))
+                yield name, param
+
+    def parameters(self) -> list:
+        return [p for _, p in self.named_parameters()]
+
+    def state_dict(self) -> dict:
+        """{name: ndarray} for every parameter name (a tied weight under each of its names).
+
+        The arrays are the parameters' own data, not copies: copy them to keep a snapshot.
+        """
+        return {name: param.data for name, param in self._named_parameters_with_ties()}
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters in place (so tied weights stay tied)."""
+        own = dict(self._named_parameters_with_ties())
+        missing = [name for name in own if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, param in own.items():
+            if name not in state_dict:
+                continue
+            value = np.asarray(state_dict[name])
+            if value.shape != param.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {value.shape} in the state dict "
+                                 f"but {param.shape} in the model")
+            param.data[...] = value
+
+    def train(self, mode: bool = True) -> "Module":
+        for _, module in self.named_modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.grad = None
+
+    def to(self, dtype) -> "Module":
+        """Convert every parameter to `dtype` in place (tied parameters stay one object)."""
+        for param in self.parameters():
+            param.data = param.data.astype(dtype)
+            param.grad = None
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules, named "0", "1", ... in parameter names."""
+
+    def __init__(self, modules=()):
+        self._modules = list(modules)
+
+    def _children(self):
+        for i, module in enumerate(self._modules):
+            yield str(i), module
+
+    def __getitem__(self, i):
+        return self._modules[i]
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def append(self, module: Module) -> None:
+        self._modules.append(module)
+
+
+class Sequential(ModuleList):
+    """Modules applied one after another."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for module in self._modules:
+            x = module(x)
+        return x
+
+
+def _rng(rng):
+    return rng if rng is not None else np.random.default_rng()
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight (out_features, in_features), initialised as PyTorch does."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, rng=None):
+        rng = _rng(rng)
+        bound = 1.0 / np.sqrt(in_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class Embedding(Module):
+    """A table of num_embeddings vectors of size embedding_dim, looked up by integer id."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, rng=None):
+        self.weight = Parameter(_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+
+    def forward(self, ids) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+
+class LayerNorm(Module):
+    def __init__(self, n_features: int, eps: float = 1e-5, bias: bool = True, dtype=np.float32):
+        self.eps = eps
+        self.weight = Parameter(np.ones(n_features, dtype))
+        self.bias = Parameter(np.zeros(n_features, dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class Dropout(Module):
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)

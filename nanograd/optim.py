@@ -1,0 +1,135 @@
+"""Optimizers, gradient clipping and the learning-rate schedule.
+
+Optimizers update parameters in place from their .grad. Parameters are organised in groups, each
+a dict with its own hyperparameters (GPT decays 2-D weights but not biases or LayerNorm gains).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import kernels as K
+
+
+class Optimizer:
+    def __init__(self, params, defaults: dict):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for group in groups:
+            unknown = set(group) - set(defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)} in a param group")
+            self.param_groups.append({**defaults, **group, "params": list(group["params"])})
+        self.state = {}  # id(param) -> dict of that parameter's running statistics
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zero_grad(self) -> None:
+        for p in self._params():
+            p.grad = None
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+
+    def _update(self, param, grad, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Hyperparameters and running statistics, with parameters referred to by their position."""
+        params = self._params()
+        state = {i: dict(self.state[id(p)]) for i, p in enumerate(params) if id(p) in self.state}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        sizes = [len(g["params"]) for g in self.param_groups]
+        if [len(g["params"]) for g in groups] != sizes:
+            raise ValueError(f"optimizer state has groups of sizes {[len(g['params']) for g in groups]}, "
+                             f"this optimizer has {sizes}")
+        params = self._params()
+        for group, saved in zip(self.param_groups, groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for i, saved in state_dict["state"].items():
+            param = params[int(i)]
+            for name, value in saved.items():
+                if isinstance(value, np.ndarray) and value.shape != param.shape:
+                    raise ValueError(f"optimizer state {name} of parameter {i} has shape {value.shape}, "
+                                     f"the parameter has {param.shape}")
+            self.state[id(param)] = {k: np.array(v, dtype=param.dtype) if isinstance(v, np.ndarray) else v
+                                     for k, v in saved.items()}
+
+
+class SGD(Optimizer):
+    """p -= lr * (momentum buffer), with buffer = momentum * buffer + grad + weight_decay * p."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    def _update(self, param, grad, state, group):
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * param.data
+        if group["momentum"]:
+            if "momentum_buffer" in state:
+                state["momentum_buffer"] *= group["momentum"]
+                state["momentum_buffer"] += grad
+            else:
+                state["momentum_buffer"] = np.array(grad, copy=True)
+            grad = state["momentum_buffer"]
+        param.data -= group["lr"] * grad
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), exactly as torch.optim.AdamW:
+
+        p *= 1 - lr * weight_decay
+        m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+        p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    def _update(self, param, grad, state, group):
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(param.data), exp_avg_sq=np.zeros_like(param.data))
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        if not param.data.flags.c_contiguous:
+            raise ValueError(f"AdamW needs C-contiguous parameters, got one of shape {param.shape} that is a view")
+        K.adamw_step(param.data, np.ascontiguousarray(grad), state["exp_avg"], state["exp_avg_sq"],
+                     group["lr"], beta1, beta2, group["eps"], group["weight_decay"], state["step"])
+
+
+def clip_grad_norm_(params, max_norm: float) -> float:
+    """Scale all gradients together so their global L2 norm is at most max_norm; return the norm before."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    scale = max_norm / (total + 1e-6)  # torch.nn.utils.clip_grad_norm_'s coefficient, to the letter
+    if scale < 1.0:
+        for g in grads:
+            g *= scale
+    return total
+
+
+def cosine_lr(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    """Linear warmup to max_lr over warmup_steps, cosine decay to min_lr at decay_steps, then min_lr."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / (warmup_steps + 1)
+    if step >= decay_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(decay_steps - warmup_steps, 1)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)

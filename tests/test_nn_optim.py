@@ -1,0 +1,161 @@
+"""nanograd.nn modules and nanograd.optim, against hand-computed updates and definitions."""
+import math
+
+import numpy as np
+import pytest
+
+import nanograd.functional as F
+from nanograd import Tensor, nn, optim
+
+
+class TwoLayer(nn.Module):
+    def __init__(self, rng):
+        self.fc = nn.Linear(2, 16, rng=rng)
+        self.blocks = nn.ModuleList([nn.LayerNorm(16), nn.Dropout(0.0)])
+        self.head = nn.Linear(16, 2, rng=rng)
+
+    def forward(self, x):
+        h = self.fc(x).tanh()
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+def test_named_parameters_follow_attribute_order():
+    model = TwoLayer(np.random.default_rng(0))
+    assert [name for name, _ in model.named_parameters()] == [
+        "fc.weight", "fc.bias", "blocks.0.weight", "blocks.0.bias", "head.weight", "head.bias"]
+    assert model.fc.weight.shape == (16, 2)  # (out, in) as in PyTorch
+
+
+def test_tied_parameter_counted_once_but_saved_under_both_names():
+    model = TwoLayer(np.random.default_rng(0))
+    model.head.weight = model.fc.weight  # a tie (shapes differ in meaning, not in autograd)
+    assert sum(p is model.fc.weight for p in model.parameters()) == 1
+    state = model.state_dict()
+    assert state["head.weight"] is state["fc.weight"]
+    model.load_state_dict({k: v + 1.0 for k, v in state.items()})
+    assert model.head.weight is model.fc.weight
+
+
+def test_load_state_dict_errors_name_the_keys_and_shapes():
+    model = TwoLayer(np.random.default_rng(0))
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    del state["head.bias"]
+    state["extra"] = np.zeros(1)
+    with pytest.raises(KeyError, match=r"missing keys \['head.bias'\], unexpected keys \['extra'\]"):
+        model.load_state_dict(state)
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    state["fc.bias"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"fc.bias has shape \(3,\) .* \(16,\)"):
+        model.load_state_dict(state)
+
+
+def test_train_eval_and_to_dtype():
+    model = TwoLayer(np.random.default_rng(0)).eval()
+    assert not model.blocks[1].training
+    model.train()
+    assert model.blocks[1].training
+    model.to(np.float64)
+    assert all(p.dtype == np.float64 for p in model.parameters())
+
+
+def adamw_reference(p, grads, lr, betas, eps, wd):
+    """torch.optim.AdamW's update, written out step by step."""
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        p = p * (1 - lr * wd)
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p
+
+
+def test_adamw_matches_hand_computed_update_per_group():
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    grads_w = [rng.standard_normal((3, 4)) for _ in range(3)]
+    grads_b = [rng.standard_normal(4) for _ in range(3)]
+    w, b = Tensor(w0.copy(), requires_grad=True), Tensor(b0.copy(), requires_grad=True)
+    opt = optim.AdamW([{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0, "lr": 0.05}],
+                      lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+    for gw, gb in zip(grads_w, grads_b):
+        w.grad, b.grad = gw.copy(), gb.copy()
+        opt.step()
+    assert np.allclose(w.data, adamw_reference(w0, grads_w, 0.01, (0.9, 0.99), 1e-8, 0.1), rtol=1e-12, atol=1e-14)
+    assert np.allclose(b.data, adamw_reference(b0, grads_b, 0.05, (0.9, 0.99), 1e-8, 0.0), rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_state_dict_resumes_exactly():
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(5).astype(np.float32) for _ in range(4)]
+
+    def run(split):
+        p = Tensor(np.ones(5, np.float32), requires_grad=True)
+        opt = optim.AdamW([p], lr=0.1)
+        for i, g in enumerate(grads):
+            if i == split:
+                state = opt.state_dict()
+                opt = optim.AdamW([p], lr=0.1)
+                opt.load_state_dict(state)
+            p.grad = g.copy()
+            opt.step()
+        return p.data
+
+    assert np.array_equal(run(split=2), run(split=None))
+
+
+def test_sgd_momentum_matches_hand_computed_update():
+    p = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    opt = optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    expected, buffer = p.data.copy(), np.zeros(2)
+    for g in ([0.5, 1.0], [-1.0, 0.25]):
+        p.grad = np.array(g)
+        opt.step()
+        buffer = 0.9 * buffer + (np.array(g) + 0.01 * expected)
+        expected = expected - 0.1 * buffer
+    assert np.allclose(p.data, expected, rtol=1e-14)
+
+
+def test_clip_grad_norm_matches_definition():
+    a = Tensor(np.zeros(3), requires_grad=True)
+    b = Tensor(np.zeros((2, 2)), requires_grad=True)
+    a.grad, b.grad = np.array([3.0, 0.0, 0.0]), np.array([[0.0, 4.0], [0.0, 0.0]])
+    total = optim.clip_grad_norm_([a, b], max_norm=1.0)
+    assert math.isclose(total, 5.0)
+    clipped = math.sqrt((a.grad ** 2).sum() + (b.grad ** 2).sum())
+    assert math.isclose(clipped, 5.0 / (5.0 + 1e-6))
+    assert optim.clip_grad_norm_([a, b], max_norm=10.0) == pytest.approx(clipped)
+    assert math.isclose(math.sqrt((a.grad ** 2).sum() + (b.grad ** 2).sum()), clipped)  # unchanged under the max
+
+
+def test_cosine_lr_schedule():
+    kwargs = dict(max_lr=1e-3, min_lr=1e-4, warmup_steps=100, decay_steps=2000)
+    assert optim.cosine_lr(0, **kwargs) == pytest.approx(1e-3 / 101)
+    assert optim.cosine_lr(99, **kwargs) == pytest.approx(1e-3 * 100 / 101)
+    assert optim.cosine_lr(100, **kwargs) == pytest.approx(1e-3)
+    assert optim.cosine_lr(1050, **kwargs) == pytest.approx(0.55e-3)
+    assert optim.cosine_lr(5000, **kwargs) == 1e-4
+    lrs = [optim.cosine_lr(s, **kwargs) for s in range(100, 2000)]
+    assert all(x >= y for x, y in zip(lrs, lrs[1:]))
+
+
+def test_mlp_learns_two_moons():
+    rng = np.random.default_rng(0)
+    n = 200
+    angle = rng.uniform(0, math.pi, n)
+    upper = rng.random(n) < 0.5
+    points = np.where(upper[:, None], np.c_[np.cos(angle), np.sin(angle)],
+                      np.c_[1 - np.cos(angle), 0.5 - np.sin(angle)]).astype(np.float32)
+    labels = upper.astype(np.int64)
+    model = TwoLayer(rng)
+    opt = optim.AdamW(model.parameters(), lr=0.02, weight_decay=0.0)
+    for _ in range(300):
+        loss = F.cross_entropy(model(Tensor(points)), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    accuracy = (model(Tensor(points)).data.argmax(-1) == labels).mean()
+    assert loss.item() < 0.05 and accuracy == 1.0
