@@ -1,0 +1,234 @@
+"""GPT-2, written on nanograd: token and position embeddings, pre-LayerNorm transformer blocks
+(causal self-attention, then a 4x MLP with GELU), a final LayerNorm, and an output head tied to the
+token embedding. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys line up with theirs.
+
+Generation keeps a KV cache: the keys and values of every position seen so far, per layer, so each new
+token costs the work of one position instead of a pass over the whole context.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import nanograd.functional as F
+from nanograd import Tensor, nn, no_grad, optim
+from gpt.sampling import sample_next_token
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 64  # longest context the model sees (number of position embeddings)
+    vocab_size: int = 65
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+
+
+class KVCache:
+    """Keys and values of the positions processed so far, for every layer.
+
+    Buffers are (n_layer, B, n_head, block_size, head_size); positions [0, length) are filled.
+    """
+
+    def __init__(self, config, batch_size, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = np.zeros(shape, dtype)
+        self.v = np.zeros(shape, dtype)
+        self.length = 0
+
+    def extend(self, layer, k, v):
+        """Store k, v (B, n_head, T, head_size) after the cached positions of `layer`; return all keys
+        and values so far as Tensors (B, n_head, length + T, head_size). The model advances `length`
+        once every layer has been extended."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length : end] = k.data
+        self.v[layer, :, :, self.length : end] = v.data
+        return Tensor(self.k[layer, :, :, :end]), Tensor(self.v[layer, :, :, :end])
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, rng):
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        # One projection makes queries, keys and values: (B, T, C) -> (B, T, 3C), laid out [q | k | v].
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+
+    def forward(self, x, cache=None, layer=None):
+        """x (B, T, C) -> (B, T, C). With a cache, x holds the positions after the cached ones."""
+        B, T, C = x.shape
+        qkv = self.c_attn(x).reshape(B, T, 3, self.n_head, C // self.n_head).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, n_head, T, head_size)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self, config, rng):
+        self.dropout = config.dropout
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+
+    def forward(self, x):
+        return F.dropout(self.c_proj(F.gelu(self.c_fc(x))), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config, rng):
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, rng)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config, rng)
+
+    def forward(self, x, cache=None, layer=None):
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config, seed=0):
+        """A GPT with GPT-2's initialisation, drawn from np.random.default_rng(seed)."""
+        self.config = config
+        rng = np.random.default_rng(seed)
+        self.transformer = nn.Module()
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng)
+        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)
+        self.transformer.h = nn.ModuleList([Block(config, rng) for _ in range(config.n_layer)])
+        self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)
+        # Weight tying: the output head reads logits against the token embeddings themselves.
+        self.lm_head.weight = self.transformer.wte.weight
+        self._init_weights(rng)
+
+    def _init_weights(self, rng):
+        """GPT-2: weights N(0, 0.02), biases 0, LayerNorm gains 1; the projections that write into the
+        residual stream (`c_proj`) are scaled by 1/sqrt(2 n_layer), as each block adds two of them."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                param.data[...] = rng.normal(0.0, residual_std, param.shape)
+            elif param.ndim == 2:
+                param.data[...] = rng.normal(0.0, 0.02, param.shape)
+            elif ".ln_" in name and name.endswith(".weight"):
+                param.data[...] = 1.0
+            else:
+                param.data[...] = 0.0
+
+    def num_parameters(self, non_embedding=True):
+        """Parameter count; by default without the position embeddings (as nanoGPT reports it; the token
+        embedding is counted because it doubles as the output head)."""
+        n = sum(p.data.size for p in self.parameters())
+        return n - self.transformer.wpe.weight.data.size if non_embedding else n
+
+    def _check_ids(self, idx, name="idx"):
+        idx = np.asarray(idx)
+        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"{name} must be a 2-D integer array (B, T), got {idx.dtype} of shape {idx.shape}")
+        bad = np.argwhere((idx < 0) | (idx >= self.config.vocab_size))
+        if len(bad):
+            where = tuple(int(i) for i in bad[0])
+            raise ValueError(
+                f"{name}[{where}] = {int(idx[where])} is outside the vocabulary [0, {self.config.vocab_size})"
+            )
+        return idx
+
+    def _hidden(self, idx, start=0, cache=None):
+        """Final hidden states (B, T, C) for ids idx (B, T) sitting at positions start .. start+T-1."""
+        T = idx.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {start + T} is longer than block_size {self.config.block_size}; "
+                f"crop the context to its last {self.config.block_size} tokens"
+            )
+        tok = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
+        pos = F.embedding(np.arange(start, start + T), self.transformer.wpe.weight)  # (T, C)
+        x = F.dropout(tok + pos, self.config.dropout, self.training)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) int ids -> (logits (B, T, vocab_size), mean cross-entropy loss or None).
+
+        Targets (B, T) are the next ids; -1 marks positions to ignore."""
+        idx = self._check_ids(idx)
+        logits = self.lm_head(self._hidden(idx))
+        if targets is None:
+            return logits, None
+        targets = np.asarray(targets)
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
+        if targets.size and (targets.min() < -1 or targets.max() >= self.config.vocab_size):
+            raise ValueError(f"targets must be ids in [0, {self.config.vocab_size}) or -1 (ignored)")
+        return logits, F.cross_entropy(logits, targets, ignore_index=-1)
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
+        """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
+        params = self.parameters()
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+    def _decode(self, idx, cache):
+        """Feed idx (B, T) after the cached positions, in eval mode without a graph; returns the logits of
+        the last position (B, vocab_size) as an ndarray."""
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                hidden = self._hidden(idx, cache.length, cache)
+                cache.length += idx.shape[1]
+                return self.lm_head(hidden[:, -1]).data
+        finally:
+            self.train(was_training)
+
+    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """Yield max_new_tokens new ids (B,), one step at a time, continuing idx (B, T).
+
+        Each step conditions on the last block_size tokens (nanoGPT's semantics). While the context fits,
+        the KV cache makes a step cost one position; once it is full, every position embedding shifts
+        with the sliding window, so the cache is rebuilt from the last block_size tokens.
+        """
+        context = self._check_ids(idx)
+        if context.shape[1] == 0:
+            raise ValueError("generate needs at least one token of context")
+        block_size = self.config.block_size
+        rng = np.random.default_rng(seed)
+        cache = KVCache(self.config, context.shape[0], self.transformer.wte.weight.dtype)
+        logits = self._decode(context[:, -block_size:], cache)
+        for step in range(max_new_tokens):
+            token = sample_next_token(logits, rng, temperature, top_k, top_p)
+            yield token
+            if step + 1 == max_new_tokens:
+                break
+            context = np.concatenate([context[:, -block_size:], token[:, None]], axis=1)
+            if cache.length < block_size:
+                logits = self._decode(token[:, None], cache)
+            else:
+                cache.length = 0
+                logits = self._decode(context[:, -block_size:], cache)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids. See generate_stream."""
+        idx = self._check_ids(idx)
+        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, seed))
+        return np.concatenate([idx] + [token[:, None] for token in new], axis=1).astype(idx.dtype)

