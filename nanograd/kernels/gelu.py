@@ -1,0 +1,72 @@
+"""GELU, tanh approximation (as in GPT-2), elementwise on any shape.
+
+Forward:   y = 0.5 x (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
+Backward:  dx = dy * (0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx),
+           du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+
+The numba kernels use the identity 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), so one
+vectorizable `fast_exp` replaces tanh. With s = sigmoid(2u):
+    y = x s,    dy/dx = s + 2 x s (1 - s) du/dx
+This form is also accurate where tanh(u) is near -1 (large negative x): 1 + tanh(u) would cancel,
+1 / (1 + exp(-2u)) does not.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._arrays import check_same_shape
+from .fastmath import FAST, fast_exp
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+CUBIC = 0.044715
+
+
+def gelu_forward_numpy(x):
+    u = SQRT_2_OVER_PI * (x + CUBIC * x**3)
+    return (0.5 * x * (1.0 + np.tanh(u))).astype(x.dtype, copy=False)
+
+
+def gelu_backward_numpy(x, dy):
+    t = np.tanh(SQRT_2_OVER_PI * (x + CUBIC * x**3))
+    du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x**2)
+    return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)).astype(x.dtype, copy=False)
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _gelu_forward_flat(x, y):
+    c = x.dtype.type(SQRT_2_OVER_PI)
+    a = x.dtype.type(CUBIC)
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        u = c * (xi + a * xi * xi * xi)
+        y[i] = xi / (one + fast_exp(-2 * u))
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _gelu_backward_flat(x, dy, dx):
+    c = x.dtype.type(SQRT_2_OVER_PI)
+    a = x.dtype.type(CUBIC)
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        u = c * (xi + a * xi * xi * xi)
+        du_dx = c * (one + 3 * a * xi * xi)
+        s = one / (one + fast_exp(-2 * u))
+        dx[i] = dy[i] * (s + 2 * xi * s * (one - s) * du_dx)
+
+
+def gelu_forward_numba(x):
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(flat)
+    _gelu_forward_flat(flat, y)
+    return y.reshape(x.shape)
+
+
+def gelu_backward_numba(x, dy):
+    check_same_shape(x, dy, "x", "dy")
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat_x)
+    _gelu_backward_flat(flat_x, np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), dx)
+    return dx.reshape(x.shape)

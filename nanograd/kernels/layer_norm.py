@@ -1,0 +1,122 @@
+"""Layer normalization over the last axis (biased variance, as PyTorch).
+
+Shapes: x, y, dy, dx (..., C); weight, bias, dweight, dbias (C,); mean, rstd (...,).
+
+Forward, per row:
+    mean = sum_c x_c / C,   var = sum_c (x_c - mean)^2 / C,   rstd = 1 / sqrt(var + eps)
+    xhat_c = (x_c - mean) * rstd,   y_c = xhat_c * weight_c + bias_c
+Backward, with g_c = dy_c * weight_c per row:
+    dx_c = rstd * (g_c - mean_c'(g) - xhat_c * mean_c'(g * xhat))
+    dweight = sum over rows of dy * xhat,   dbias = sum over rows of dy
+
+The numba forward does one parallel pass per row (variance from the centered values, two reads of a
+row that sits in L1). The backward splits the rows into fixed blocks: each block writes its own
+partial dweight/dbias row, so no two threads add into the same memory; the partials are summed last.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._arrays import as_rows, check_same_shape
+from .fastmath import FAST
+
+ROWS_PER_BLOCK = 64
+
+
+def _check_params(x, weight, name):
+    if weight.shape != (x.shape[-1],):
+        raise ValueError(f"layer_norm: {name} has shape {weight.shape}, expected ({x.shape[-1]},) "
+                         f"for input of shape {x.shape}")
+
+
+def layer_norm_forward_numpy(x, weight, bias, eps):
+    _check_params(x, weight, "weight")
+    _check_params(x, bias, "bias")
+    mean = x.mean(axis=-1)
+    centered = x - mean[..., None]
+    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1) + eps)
+    y = centered * rstd[..., None] * weight + bias
+    return y.astype(x.dtype, copy=False), mean, rstd.astype(x.dtype, copy=False)
+
+
+def layer_norm_backward_numpy(dy, x, weight, mean, rstd):
+    check_same_shape(dy, x, "dy", "x")
+    xhat = (x - mean[..., None]) * rstd[..., None]
+    g = dy * weight
+    dx = rstd[..., None] * (g - g.mean(axis=-1, keepdims=True)
+                            - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    rows = dy.reshape(-1, x.shape[-1])
+    dweight = (rows * xhat.reshape(rows.shape)).sum(axis=0)
+    return dx.astype(x.dtype, copy=False), dweight, rows.sum(axis=0)
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
+    n_cols = x.shape[1]
+    for i in prange(x.shape[0]):
+        xr, yr = x[i], y[i]
+        total = x.dtype.type(0)
+        for c in range(n_cols):
+            total += xr[c]
+        mu = total / n_cols
+        sq = x.dtype.type(0)
+        for c in range(n_cols):
+            d = xr[c] - mu
+            sq += d * d
+        r = 1 / np.sqrt(sq / n_cols + eps)
+        for c in range(n_cols):
+            yr[c] = (xr[c] - mu) * r * weight[c] + bias[c]
+        mean[i] = mu
+        rstd[i] = r
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _layer_norm_backward_blocks(dy, x, weight, mean, rstd, dx, dweight_parts, dbias_parts):
+    n_rows, n_cols = x.shape
+    for block in prange(dweight_parts.shape[0]):
+        dw, db = dweight_parts[block], dbias_parts[block]
+        dw[:] = 0
+        db[:] = 0
+        for i in range(block * ROWS_PER_BLOCK, min(n_rows, (block + 1) * ROWS_PER_BLOCK)):
+            xr, dyr, dxr = x[i], dy[i], dx[i]
+            mu, r = mean[i], rstd[i]
+            g_sum = x.dtype.type(0)
+            gx_sum = x.dtype.type(0)
+            for c in range(n_cols):
+                xhat = (xr[c] - mu) * r
+                g = dyr[c] * weight[c]
+                g_sum += g
+                gx_sum += g * xhat
+                dw[c] += dyr[c] * xhat
+                db[c] += dyr[c]
+            g_mean = g_sum / n_cols
+            gx_mean = gx_sum / n_cols
+            for c in range(n_cols):
+                xhat = (xr[c] - mu) * r
+                dxr[c] = r * (dyr[c] * weight[c] - g_mean - xhat * gx_mean)
+
+
+def layer_norm_forward_numba(x, weight, bias, eps):
+    _check_params(x, weight, "weight")
+    _check_params(x, bias, "bias")
+    rows = as_rows(x)
+    y = np.empty_like(rows)
+    mean = np.empty(rows.shape[0], x.dtype)
+    rstd = np.empty(rows.shape[0], x.dtype)
+    _layer_norm_forward_rows(rows, np.ascontiguousarray(weight, dtype=x.dtype),
+                             np.ascontiguousarray(bias, dtype=x.dtype), x.dtype.type(eps), y, mean, rstd)
+    return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
+
+
+def layer_norm_backward_numba(dy, x, weight, mean, rstd):
+    check_same_shape(dy, x, "dy", "x")
+    rows, dy_rows = as_rows(x), as_rows(dy, "dy")
+    n_rows, n_cols = rows.shape
+    n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
+    dx = np.empty_like(rows)
+    dweight_parts = np.empty((n_blocks, n_cols), x.dtype)
+    dbias_parts = np.empty((n_blocks, n_cols), x.dtype)
+    _layer_norm_backward_blocks(dy_rows, rows, np.ascontiguousarray(weight, dtype=x.dtype),
+                                np.ascontiguousarray(mean, dtype=x.dtype).reshape(-1),
+                                np.ascontiguousarray(rstd, dtype=x.dtype).reshape(-1),
+                                dx, dweight_parts, dbias_parts)
+    return dx.reshape(x.shape), dweight_parts.sum(axis=0), dbias_parts.sum(axis=0)

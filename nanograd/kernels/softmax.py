@@ -1,0 +1,127 @@
+"""Softmax and log-softmax along the last axis, for any leading shape.
+
+x, y, dy, dx all have shape (..., V); the math is per row (the last axis).
+
+Forward (subtracting the row max m = max_k x_k changes nothing mathematically and prevents overflow):
+    softmax:      y_j = exp(x_j - m) / sum_k exp(x_k - m)
+    log_softmax:  z_j = x_j - m - log(sum_k exp(x_k - m))
+
+Backward (the Jacobian of softmax is diag(y) - y y^T, so the vector-Jacobian product is one pass):
+    softmax:      dx_j = y_j * (dy_j - sum_k dy_k y_k)
+    log_softmax:  dx_j = dy_j - exp(z_j) * sum_k dy_k        (exp(z) is the softmax)
+
+The numba kernels run rows in parallel and use the vectorizable `fast_exp` (float32) from fastmath.py;
+they read the input once for the max and once more for the exponentials, where NumPy makes a
+temporary array per step.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._arrays import as_rows, check_same_shape
+from .fastmath import FAST, fast_exp, row_max
+
+
+# ---- NumPy twins (the readable reference) ----
+
+def softmax_forward_numpy(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward_numpy(y, dy):
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def log_softmax_forward_numpy(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def log_softmax_backward_numpy(y, dy):
+    return dy - np.exp(y) * dy.sum(axis=-1, keepdims=True)
+
+
+# ---- numba kernels: one row per parallel iteration ----
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _softmax_forward_rows(x, y):
+    for i in prange(x.shape[0]):
+        xr, yr = x[i], y[i]
+        m = row_max(xr)
+        total = x.dtype.type(0)
+        for j in range(xr.shape[0]):
+            e = fast_exp(xr[j] - m)
+            yr[j] = e
+            total += e
+        inv = 1 / total
+        for j in range(yr.shape[0]):
+            yr[j] *= inv
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _softmax_backward_rows(y, dy, dx):
+    for i in prange(y.shape[0]):
+        yr, dyr, dxr = y[i], dy[i], dx[i]
+        dot = y.dtype.type(0)
+        for j in range(yr.shape[0]):
+            dot += dyr[j] * yr[j]
+        for j in range(yr.shape[0]):
+            dxr[j] = yr[j] * (dyr[j] - dot)
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _log_softmax_forward_rows(x, z):
+    for i in prange(x.shape[0]):
+        xr, zr = x[i], z[i]
+        m = row_max(xr)
+        total = x.dtype.type(0)
+        for j in range(xr.shape[0]):
+            total += fast_exp(xr[j] - m)
+        log_norm = m + math.log(total)
+        for j in range(xr.shape[0]):
+            zr[j] = xr[j] - log_norm
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _log_softmax_backward_rows(z, dy, dx):
+    for i in prange(z.shape[0]):
+        zr, dyr, dxr = z[i], dy[i], dx[i]
+        total = z.dtype.type(0)
+        for j in range(zr.shape[0]):
+            total += dyr[j]
+        for j in range(zr.shape[0]):
+            dxr[j] = dyr[j] - fast_exp(zr[j]) * total
+
+
+# ---- numba wrappers: same signatures as the twins ----
+
+def softmax_forward_numba(x):
+    rows = as_rows(x)
+    y = np.empty_like(rows)
+    _softmax_forward_rows(rows, y)
+    return y.reshape(x.shape)
+
+
+def softmax_backward_numba(y, dy):
+    check_same_shape(y, dy, "y", "dy")
+    y_rows, dy_rows = as_rows(y, "y"), as_rows(dy, "dy")
+    dx = np.empty_like(y_rows)
+    _softmax_backward_rows(y_rows, dy_rows, dx)
+    return dx.reshape(y.shape)
+
+
+def log_softmax_forward_numba(x):
+    rows = as_rows(x)
+    z = np.empty_like(rows)
+    _log_softmax_forward_rows(rows, z)
+    return z.reshape(x.shape)
+
+
+def log_softmax_backward_numba(y, dy):
+    check_same_shape(y, dy, "y", "dy")
+    y_rows, dy_rows = as_rows(y, "y"), as_rows(dy, "dy")
+    dx = np.empty_like(y_rows)
+    _log_softmax_backward_rows(y_rows, dy_rows, dx)
+    return dx.reshape(y.shape)
