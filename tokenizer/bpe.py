@@ -1,0 +1,343 @@
+"""Byte-level BPE tokenizer: train, encode, decode, special tokens, save and load.
+
+Ids 0..255 are the 256 byte values (in the order `byte_ids` gives; identity for a trained
+tokenizer, a permutation for GPT-2's files); merge k makes id 256 + k from a pair of earlier ids.
+Special tokens take ids above the ordinary ones.
+
+Encoding follows tiktoken exactly, so loaded GPT-2 or cl100k ranks give tiktoken's ids:
+- the text is cut into chunks by the split pattern (pairs never cross chunks);
+- a chunk that is itself a token becomes that token;
+- otherwise the chunk starts as bytes, and the adjacent pair whose concatenation is the token of
+  lowest id (rank) is merged, the leftmost on ties, until no adjacent pair forms a token.
+"Forms a token" is judged on the concatenated bytes, as tiktoken does, not only on the recorded
+merges: `_pair_ranks` lists every split of every token into two tokens.
+"""
+
+import array
+import heapq
+import json
+from collections import Counter
+
+import numpy as np
+import regex
+from tqdm import tqdm
+
+from . import interop
+from .base import ModelReader, Tokenizer, render_token, unknown_id_error, utf8
+from .gather import TokenTable
+from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from .train_fast import train_merges
+
+IDENTITY_BYTES = list(range(256))
+CACHE_MAX_CHUNK_CHARS = 256  # longer chunks are rare and would bloat the cache
+CACHE_MAX_ENTRIES = 1 << 18  # cleared when full: bounded memory on endless streams of new text
+ALLOWED_SPECIAL_MODES = ("all", "none", "none_raise")
+
+
+def _as_id_array(ids) -> np.ndarray | None:
+    """`ids` as a 1-D int64 array, or None if they are not all integers (2.5 must not become 2)."""
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64) if ids.ndim == 1 and ids.dtype.kind in "iu" else None
+    try:
+        return np.frombuffer(array.array("q", ids), dtype=np.int64)  # array() rejects non-integers
+    except (TypeError, OverflowError):
+        return None
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE. `pattern=None` means no pre-splitting (the whole text is one chunk)."""
+
+    kind = "bpe"
+
+    def __init__(self, pattern: str | None = GPT4_SPLIT_PATTERN):
+        try:
+            self._split_regex = None if pattern is None else regex.compile(pattern)
+        except regex.error as exc:
+            raise ValueError(f"invalid split pattern {pattern!r}: {exc}") from None
+        self.pattern = pattern
+        self.byte_ids = IDENTITY_BYTES
+        self.merges: list[tuple[int, int]] = []  # merges[k] made id 256 + k
+        self.special_tokens: dict[str, int] = {}
+        self._rebuild()
+
+    @classmethod
+    def _from_parts(cls, pattern, byte_ids, merges, special_tokens) -> "BPETokenizer":
+        tokenizer = cls(pattern)
+        tokenizer.byte_ids = list(byte_ids)
+        tokenizer.merges = list(merges)
+        tokenizer._rebuild()
+        tokenizer.register_special_tokens(special_tokens)
+        return tokenizer
+
+    def _rebuild(self) -> None:
+        """Derive the lookup tables from byte_ids, merges and special_tokens."""
+        tokens = [b""] * 256
+        for byte, token_id in enumerate(self.byte_ids):
+            tokens[token_id] = bytes([byte])
+        tokens += [b""] * len(self.merges)
+        for k, (left, right) in enumerate(self.merges):
+            tokens[256 + k] = tokens[left] + tokens[right]
+        self._tokens = tokens
+        self._byte_translation = bytes(self.byte_ids)  # byte value -> its id, for bytes.translate
+        # Two merges may spell the same bytes; like tiktoken's rank table, the lowest id wins.
+        self._token_ids: dict[bytes, int] = {}
+        for token_id, token in enumerate(tokens):
+            self._token_ids.setdefault(token, token_id)
+        self._pair_ranks: dict[tuple[int, int], int] = {}
+        for token, token_id in self._token_ids.items():
+            for cut in range(1, len(token)):
+                left, right = self._token_ids.get(token[:cut]), self._token_ids.get(token[cut:])
+                if left is not None and right is not None:
+                    self._pair_ranks.setdefault((left, right), token_id)
+        self._decoder: list[bytes | None] = list(tokens)
+        if self.special_tokens:
+            self._decoder += [None] * (max(self.special_tokens.values()) + 1 - len(tokens))
+            for name, token_id in self.special_tokens.items():
+                self._decoder[token_id] = name.encode("utf-8")
+        self._table = TokenTable(self._decoder)
+        self._cache: dict[str, list[int]] = {}
+        self._special_regexes: dict[frozenset[str], regex.Pattern] = {}
+
+    # ----- vocabulary -----
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._decoder)
+
+    @property
+    def vocab(self) -> dict[int, bytes]:
+        """id -> bytes for every token, special tokens included."""
+        return {i: token for i, token in enumerate(self._decoder) if token is not None}
+
+    def register_special_tokens(self, special_tokens: dict[str, int]) -> None:
+        """Add special tokens {string: id}; ids must lie above the ordinary ones and be unused."""
+        merged = dict(self.special_tokens)
+        for name, token_id in special_tokens.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a special token must be a non-empty string, got {name!r}")
+            utf8(name)
+            if not isinstance(token_id, int) or token_id < len(self._tokens):
+                raise ValueError(
+                    f"special token {name!r} has id {token_id!r}; ids 0..{len(self._tokens) - 1} "
+                    "are ordinary tokens, so use an integer >= " + str(len(self._tokens))
+                )
+            merged[name] = token_id
+        by_id = Counter(merged.values())
+        clash = [name for name, token_id in merged.items() if by_id[token_id] > 1]
+        if clash:
+            raise ValueError(f"special tokens {clash} share an id")
+        self.special_tokens = merged
+        self._rebuild()
+
+    # ----- training -----
+
+    def train(self, text: str, vocab_size: int, verbose: bool = False) -> "BPETokenizer":
+        """Learn vocab_size - 256 merges from `text` (fewer if it runs out of pairs); return self.
+
+        Replaces earlier merges and keeps byte ids as the identity. Special tokens already
+        registered must have ids >= vocab_size. `verbose` shows a progress bar.
+        """
+        if not isinstance(vocab_size, int) or vocab_size < 256:
+            raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
+        utf8(text)
+        chunk_counts = Counter(self._split(text))
+        byte_chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
+        with tqdm(total=vocab_size - 256, desc="merges", disable=not verbose) as bar:
+            merges = train_merges(byte_chunk_counts, vocab_size - 256, progress=bar.update)
+        specials, self.special_tokens = self.special_tokens, {}
+        self.byte_ids, self.merges = IDENTITY_BYTES, merges
+        self._rebuild()
+        self.register_special_tokens(specials)
+        return self
+
+    # ----- encoding -----
+
+    def _split(self, text: str) -> list[str]:
+        if self._split_regex is None:
+            return [text] if text else []
+        return self._split_regex.findall(text)
+
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        """BPE on one chunk in O(n log n): a heap of candidate merges over a linked list of parts.
+
+        Part i spans from byte i up to part next_part[i]; ids[i] is its token, or -1 once it has
+        been absorbed by its left neighbour. A heap entry (rank, i) says "part i and the part after
+        it formed the token `rank` when pushed"; it is acted on only if that is still true, so
+        stale entries need no deletion. Ties in rank pop the smallest i first: the leftmost pair.
+        """
+        whole = self._token_ids.get(chunk)
+        if whole is not None:
+            return [whole]
+        ranks = self._pair_ranks
+        ids = list(chunk.translate(self._byte_translation))
+        n = len(ids)
+        next_part = list(range(1, n + 1))
+        prev_part = list(range(-1, n - 1))
+        heap = [(rank, i) for i in range(n - 1) if (rank := ranks.get((ids[i], ids[i + 1]))) is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = next_part[i]
+            if j >= n or ranks.get((ids[i], ids[j])) != rank:
+                continue  # stale: part i or its neighbour changed since this entry was pushed
+            ids[i], ids[j] = rank, -1
+            next_part[i] = after = next_part[j]
+            if after < n:
+                prev_part[after] = i
+                rank_right = ranks.get((rank, ids[after]))
+                if rank_right is not None:
+                    heapq.heappush(heap, (rank_right, i))
+            before = prev_part[i]
+            if before >= 0:
+                rank_left = ranks.get((ids[before], rank))
+                if rank_left is not None:
+                    heapq.heappush(heap, (rank_left, before))
+        return [token_id for token_id in ids if token_id >= 0]
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode `text` treating special-token strings as plain text."""
+        cache, encode_chunk = self._cache, self._encode_chunk
+        ids: list[int] = []
+        extend = ids.extend
+        try:
+            for chunk in self._split(text):
+                chunk_ids = cache.get(chunk)
+                if chunk_ids is None:
+                    chunk_ids = encode_chunk(chunk.encode("utf-8"))
+                    if len(chunk) <= CACHE_MAX_CHUNK_CHARS:
+                        if len(cache) >= CACHE_MAX_ENTRIES:
+                            cache.clear()
+                        cache[chunk] = chunk_ids
+                extend(chunk_ids)
+        except UnicodeEncodeError:
+            utf8(text)  # raises the error that names the character and its index
+            raise
+        return ids
+
+    def _special_regex(self, names) -> regex.Pattern:
+        key = frozenset(names)
+        if key not in self._special_regexes:
+            longest_first = sorted(key, key=lambda name: (-len(name), name))
+            self._special_regexes[key] = regex.compile("|".join(regex.escape(name) for name in longest_first))
+        return self._special_regexes[key]
+
+    def encode(self, text: str, allowed_special="none_raise") -> list[int]:
+        """Encode `text`, with tiktoken's rules for special-token strings found in it.
+
+        allowed_special: "none_raise" (default) raises ValueError if any special-token string
+        occurs; "none" encodes them as plain text (same as `encode_ordinary`); "all" encodes each as
+        its special id; a set of names encodes those as special ids and raises on any other.
+        """
+        if isinstance(allowed_special, str):
+            if allowed_special not in ALLOWED_SPECIAL_MODES:
+                raise ValueError(
+                    f"allowed_special must be one of {ALLOWED_SPECIAL_MODES} or a set of special "
+                    f"tokens, got {allowed_special!r}"
+                )
+            if allowed_special == "none":
+                return self.encode_ordinary(text)
+            allowed = set(self.special_tokens) if allowed_special == "all" else set()
+        else:
+            allowed = set(allowed_special)
+            unknown = allowed - set(self.special_tokens)
+            if unknown:
+                raise ValueError(f"allowed_special names unregistered special tokens {sorted(unknown)}")
+        disallowed = set(self.special_tokens) - allowed
+        if disallowed:
+            found = self._special_regex(disallowed).search(text)
+            if found:
+                raise ValueError(
+                    f"text contains the special token {found.group()!r} at index {found.start()}; "
+                    "pass allowed_special='all' (or a set naming it) to encode it as a special "
+                    "token, or allowed_special='none' / encode_ordinary to encode it as plain text"
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        start = 0
+        for found in self._special_regex(allowed).finditer(text):
+            ids += self.encode_ordinary(text[start : found.start()])
+            ids.append(self.special_tokens[found.group()])
+            start = found.end()
+        ids += self.encode_ordinary(text[start:])
+        return ids
+
+    # ----- decoding -----
+
+    def decode_bytes(self, ids) -> bytes:
+        """The raw bytes of a sequence of ids; an unknown id raises ValueError naming it."""
+        id_array = _as_id_array(ids)
+        if id_array is None or not self._table.ids_are_known(id_array):
+            raise unknown_id_error(
+                ids, lambda i: 0 <= i < len(self._decoder) and self._decoder[i] is not None,
+                f"this tokenizer has {len(self._tokens)} ordinary ids and specials "
+                f"{sorted(self.special_tokens.values())}",
+            )
+        return self._table.gather(id_array)
+
+    def decode(self, ids) -> str:
+        """Text of a sequence of ids; bytes that are not valid UTF-8 become U+FFFD, as in tiktoken."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ----- interoperability -----
+
+    @classmethod
+    def from_tiktoken(cls, path, pattern: str | None = GPT4_SPLIT_PATTERN, special_tokens=None) -> "BPETokenizer":
+        """Load a tiktoken rank file (`<base64 token> <rank>` per line), e.g. cl100k_base.tiktoken."""
+        byte_ids, merges = interop.merges_from_ranks(interop.read_tiktoken(path), str(path))
+        return cls._from_parts(pattern, byte_ids, merges, special_tokens or {})
+
+    @classmethod
+    def from_gpt2_files(cls, encoder_json, vocab_bpe, pattern: str | None = None) -> "BPETokenizer":
+        """Load OpenAI's original GPT-2 files; `pattern=None` selects GPT-2's split pattern."""
+        byte_ids, merges, special_tokens = interop.read_gpt2_files(encoder_json, vocab_bpe)
+        return cls._from_parts(pattern or GPT2_SPLIT_PATTERN, byte_ids, merges, special_tokens)
+
+    # ----- files -----
+
+    def _body_lines(self) -> list[str]:
+        byte_line = "identity" if self.byte_ids == IDENTITY_BYTES else " ".join(map(str, self.byte_ids))
+        lines = [f"pattern {json.dumps(self.pattern, ensure_ascii=False)}", f"bytes {byte_line}"]
+        lines.append(f"special_tokens {len(self.special_tokens)}")
+        lines += [f"{json.dumps(name, ensure_ascii=False)} {i}" for name, i in self.special_tokens.items()]
+        lines.append(f"merges {len(self.merges)}")
+        lines += [f"{left} {right}" for left, right in self.merges]
+        return lines
+
+    def _vocab_lines(self) -> list[str]:
+        tokens = self._tokens
+        lines = [f"[{render_token(tokens[i])}] {i}" for i in range(256)]
+        for k, (left, right) in enumerate(self.merges):
+            parts = "".join(f"[{render_token(tokens[i])}]" for i in (left, right))
+            lines.append(f"{parts} -> [{render_token(tokens[256 + k])}] {256 + k}")
+        lines += [f"special [{render_token(name.encode())}] {i}" for name, i in self.special_tokens.items()]
+        return lines
+
+    @classmethod
+    def _from_body(cls, reader: ModelReader) -> "BPETokenizer":
+        literal = reader.keyword("pattern")
+        pattern = None if literal == "null" else reader.json_string(literal, "pattern")
+        byte_words = reader.keyword("bytes").split()
+        if byte_words == ["identity"]:
+            byte_ids = IDENTITY_BYTES
+        else:
+            byte_ids = [reader.integer(word, "a byte id") for word in byte_words]
+            if sorted(byte_ids) != IDENTITY_BYTES:
+                raise reader.error("'bytes' must be 'identity' or a permutation of the ids 0..255")
+        special_tokens = {}
+        for _ in range(reader.count("special_tokens")):
+            literal, _, word = reader.next_line("a special token line").rpartition(" ")
+            special_tokens[reader.json_string(literal, "special token")] = reader.integer(word, "special token id")
+        merges = []
+        for k in range(reader.count("merges")):
+            words = reader.next_line(f"merge {k} of the 'merges' count").split(" ")
+            if len(words) != 2:
+                raise reader.error(f"a merge line is two ids 'LEFT RIGHT', got {' '.join(words)[:60]!r}")
+            pair = tuple(reader.integer(word, "a merged id", minimum=0) for word in words)
+            if max(pair) >= 256 + k:
+                raise reader.error(f"merge {k} (id {256 + k}) uses id {max(pair)}, which does not exist yet")
+            merges.append(pair)
+        try:
+            return cls._from_parts(pattern, byte_ids, merges, special_tokens)
+        except ValueError as exc:
+            raise reader.error(str(exc)) from None
