@@ -134,20 +134,24 @@ class BPETokenizer(Tokenizer):
     def train(self, text: str, vocab_size: int, verbose: bool = False) -> "BPETokenizer":
         """Learn vocab_size - 256 merges from `text` (fewer if it runs out of pairs); return self.
 
-        Replaces earlier merges and keeps byte ids as the identity. Special tokens already
-        registered must have ids >= vocab_size. `verbose` shows a progress bar.
+        Replaces earlier merges; byte ids become the identity. Special tokens already registered
+        are kept and must have ids >= vocab_size. `verbose` shows a progress bar.
         """
         if not isinstance(vocab_size, int) or vocab_size < 256:
             raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
+        clash = sorted(name for name, token_id in self.special_tokens.items() if token_id < vocab_size)
+        if clash:
+            raise ValueError(
+                f"special tokens {clash} have ids below vocab_size={vocab_size}, where ordinary tokens "
+                "will go; register them again with higher ids after training"
+            )
         utf8(text)
         chunk_counts = Counter(self._split(text))
         byte_chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
         with tqdm(total=vocab_size - 256, desc="merges", disable=not verbose) as bar:
             merges = train_merges(byte_chunk_counts, vocab_size - 256, progress=bar.update)
-        specials, self.special_tokens = self.special_tokens, {}
         self.byte_ids, self.merges = IDENTITY_BYTES, merges
         self._rebuild()
-        self.register_special_tokens(specials)
         return self
 
     # ----- encoding -----
