@@ -55,41 +55,38 @@ def _numba_compiled_for(args):
     return all(a.dtype in _NUMBA_DTYPES for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
 
 
-def _dispatch(name, numpy_twin, numba_version):
-    @functools.wraps(numpy_twin)
+def _dispatch(module, name, numba_name=None):
+    """The public kernel `name`: module.<name>_numba (or numba_name) or module.<name>_numpy.
+
+    Looked up on the module at each call, so a test can replace one side and see which ran.
+    """
+    numpy_name, numba_name = f"{name}_numpy", numba_name or f"{name}_numba"
+
+    @functools.wraps(getattr(module, numpy_name))
     def kernel(*args):
         if BACKEND == "numba" and _numba_compiled_for(args):
-            return numba_version(*args)
-        return numpy_twin(*args)
+            return getattr(module, numba_name)(*args)
+        return getattr(module, numpy_name)(*args)
 
     kernel.__name__ = kernel.__qualname__ = name
     return kernel
 
 
-matmul = _dispatch("matmul", gemm.matmul_numpy, gemm.matmul_by_shape)
-softmax_forward = _dispatch("softmax_forward", softmax.softmax_forward_numpy, softmax.softmax_forward_numba)
-softmax_backward = _dispatch("softmax_backward", softmax.softmax_backward_numpy, softmax.softmax_backward_numba)
-log_softmax_forward = _dispatch("log_softmax_forward", softmax.log_softmax_forward_numpy,
-                                softmax.log_softmax_forward_numba)
-log_softmax_backward = _dispatch("log_softmax_backward", softmax.log_softmax_backward_numpy,
-                                 softmax.log_softmax_backward_numba)
-gelu_forward = _dispatch("gelu_forward", gelu.gelu_forward_numpy, gelu.gelu_forward_numba)
-gelu_backward = _dispatch("gelu_backward", gelu.gelu_backward_numpy, gelu.gelu_backward_numba)
-layer_norm_forward = _dispatch("layer_norm_forward", layer_norm.layer_norm_forward_numpy,
-                               layer_norm.layer_norm_forward_numba)
-layer_norm_backward = _dispatch("layer_norm_backward", layer_norm.layer_norm_backward_numpy,
-                                layer_norm.layer_norm_backward_numba)
-cross_entropy_forward = _dispatch("cross_entropy_forward", cross_entropy.cross_entropy_forward_numpy,
-                                  cross_entropy.cross_entropy_forward_numba)
-cross_entropy_backward = _dispatch("cross_entropy_backward", cross_entropy.cross_entropy_backward_numpy,
-                                   cross_entropy.cross_entropy_backward_numba)
-attention_forward = _dispatch("attention_forward", attention.attention_forward_numpy,
-                              attention.attention_forward_numba)
-attention_backward = _dispatch("attention_backward", attention.attention_backward_numpy,
-                               attention.attention_backward_numba)
-embedding_backward = _dispatch("embedding_backward", embedding.embedding_backward_numpy,
-                               embedding.embedding_backward_numba)
-adamw_step = _dispatch("adamw_step", adamw.adamw_step_numpy, adamw.adamw_step_numba)
+matmul = _dispatch(gemm, "matmul", numba_name="matmul_by_shape")
+softmax_forward = _dispatch(softmax, "softmax_forward")
+softmax_backward = _dispatch(softmax, "softmax_backward")
+log_softmax_forward = _dispatch(softmax, "log_softmax_forward")
+log_softmax_backward = _dispatch(softmax, "log_softmax_backward")
+gelu_forward = _dispatch(gelu, "gelu_forward")
+gelu_backward = _dispatch(gelu, "gelu_backward")
+layer_norm_forward = _dispatch(layer_norm, "layer_norm_forward")
+layer_norm_backward = _dispatch(layer_norm, "layer_norm_backward")
+cross_entropy_forward = _dispatch(cross_entropy, "cross_entropy_forward")
+cross_entropy_backward = _dispatch(cross_entropy, "cross_entropy_backward")
+attention_forward = _dispatch(attention, "attention_forward")
+attention_backward = _dispatch(attention, "attention_backward")
+embedding_backward = _dispatch(embedding, "embedding_backward")
+adamw_step = _dispatch(adamw, "adamw_step")
 
 __all__ = ["BACKEND", "BACKENDS", "use_backend", "set_num_threads", "blas_threads_settable", "matmul",
            "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
