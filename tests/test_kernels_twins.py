@@ -1,0 +1,117 @@
+"""Every numba kernel equals its NumPy twin on generated shapes, dtypes and memory layouts.
+
+The twins are proven against finite differences in test_kernels_math.py; here the numba side is
+held to them. Tolerances are explained in kernel_inputs.TOLERANCE.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nanograd import kernels as K
+from nanograd.kernels import (adamw, attention, cross_entropy, embedding, gelu, gemm, layer_norm,
+                              softmax)
+from kernel_inputs import assert_close, dims, dtypes, layouts, make, seeds
+
+
+def both(module, name, *args):
+    """(numba result, numpy result) of module.<name>_{numba,numpy}(*args)."""
+    return getattr(module, f"{name}_numba")(*args), getattr(module, f"{name}_numpy")(*args)
+
+
+@given(st.lists(dims, min_size=1, max_size=3), dtypes, layouts, seeds)
+def test_softmax_family(shape, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x, dy = make(rng, shape, dtype, layout, scale=3.0), make(rng, shape, dtype, layout)
+    for forward, backward in (("softmax_forward", "softmax_backward"),
+                              ("log_softmax_forward", "log_softmax_backward")):
+        y_numba, y_numpy = both(softmax, forward, x)
+        assert_close(y_numba, y_numpy, dtype)
+        assert_close(*both(softmax, backward, y_numpy, dy), dtype)
+
+
+@given(st.lists(dims, min_size=1, max_size=3), dtypes, layouts, seeds)
+def test_gelu(shape, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x, dy = make(rng, shape, dtype, layout, scale=3.0), make(rng, shape, dtype, layout)
+    assert_close(*both(gelu, "gelu_forward", x), dtype)
+    assert_close(*both(gelu, "gelu_backward", x, dy), dtype)
+
+
+@given(st.lists(dims, min_size=1, max_size=3), dtypes, layouts, seeds)
+def test_layer_norm(shape, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x, dy = make(rng, shape, dtype, layout, scale=2.0), make(rng, shape, dtype, layout)
+    weight, bias = make(rng, shape[-1:], dtype), make(rng, shape[-1:], dtype)
+    forward_numba, forward_numpy = both(layer_norm, "layer_norm_forward", x, weight, bias, 1e-5)
+    for got, want in zip(forward_numba, forward_numpy):
+        assert_close(got, want, dtype)
+    _, mean, rstd = forward_numpy
+    for got, want in zip(*both(layer_norm, "layer_norm_backward", dy, x, weight, mean, rstd)):
+        assert_close(got, want, dtype)
+
+
+@given(dims, st.integers(1, 70), dtypes, layouts, seeds)
+def test_cross_entropy(n_rows, n_classes, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    logits = make(rng, (n_rows, n_classes), dtype, layout, scale=3.0)
+    targets = rng.integers(0, n_classes, n_rows)
+    targets[rng.random(n_rows) < 0.3] = -100
+    (loss_numba, lse_numba), (loss_numpy, lse_numpy) = both(cross_entropy, "cross_entropy_forward",
+                                                            logits, targets, -100)
+    assert_close(loss_numba, loss_numpy, dtype)
+    assert_close(lse_numba, lse_numpy, dtype)
+    assert_close(*both(cross_entropy, "cross_entropy_backward", logits, targets, lse_numpy, -100, 0.7), dtype)
+
+
+@given(dims, dims, st.integers(1, 9), st.integers(0, 4), dims, st.booleans(), dtypes, layouts, seeds)
+def test_attention(batch, heads, tq, extra_keys, head_size, causal, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    tk = tq + extra_keys
+    q = make(rng, (batch, heads, tq, head_size), dtype, layout)
+    k, v = (make(rng, (batch, heads, tk, head_size), dtype, layout) for _ in range(2))
+    dout = make(rng, q.shape, dtype, layout)
+    (out_numba, lse_numba), (out_numpy, lse_numpy) = both(attention, "attention_forward", q, k, v, causal)
+    assert_close(out_numba, out_numpy, dtype)
+    assert_close(lse_numba, lse_numpy, dtype)
+    grads = both(attention, "attention_backward", dout, q, k, v, out_numpy, lse_numpy, causal)
+    for got, want in zip(*grads):
+        assert_close(got, want, dtype)
+
+
+@given(st.lists(dims, min_size=1, max_size=2), st.integers(1, 130), dims, dtypes, layouts, seeds)
+def test_embedding_backward(ids_shape, n_cols, n_embeddings, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, n_embeddings, ids_shape)
+    dout = make(rng, tuple(ids_shape) + (n_cols,), dtype, layout)
+    assert_close(*both(embedding, "embedding_backward", ids, dout, n_embeddings), dtype)
+
+
+@given(st.lists(dims, min_size=1, max_size=3), st.integers(1, 5), dtypes, seeds)
+def test_adamw_step(shape, step, dtype, seed):
+    rng = np.random.default_rng(seed)
+    grad = make(rng, shape, dtype, "strided")
+    states = {}
+    for backend in ("numba", "numpy"):
+        param, exp_avg = make(np.random.default_rng(seed), shape, dtype), np.full(shape, 0.1, dtype)
+        exp_avg_sq = np.full(shape, 0.2, dtype)
+        getattr(adamw, f"adamw_step_{backend}")(param, grad, exp_avg, exp_avg_sq, 1e-2, 0.9, 0.95, 1e-8,
+                                                0.1, step)
+        states[backend] = (param, exp_avg, exp_avg_sq)
+    for got, want in zip(states["numba"], states["numpy"]):
+        assert_close(got, want, dtype)
+
+
+@given(st.sampled_from([((5,), (5,)), ((3, 5), (5,)), ((5,), (5, 4)), ((2, 1, 3, 5), (4, 5, 7)),
+                        ((1, 1), (1, 1)), ((7, 3), (3, 130)), ((13, 70), (70, 65))]),
+       dtypes, layouts, seeds)
+def test_matmul(shapes, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    a, b = make(rng, shapes[0], dtype, layout), make(rng, shapes[1], dtype, layout)
+    assert_close(*both(gemm, "matmul", a, b), dtype)
+
+
+def test_matmul_mismatch_names_both_shapes():
+    for backend in K.BACKENDS:
+        with K.use_backend(backend), pytest.raises(ValueError, match=r"\(3, 4\) and \(5, 2\)"):
+            K.matmul(np.ones((3, 4)), np.ones((5, 2)))
