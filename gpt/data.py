@@ -6,30 +6,16 @@ digest of the text and of the tokenizer, so a second run starts at once and a ch
 """
 import hashlib
 import io
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+import tokenizer
 from gpt import corpus
 
 TOKENIZER_KINDS = ("char", "bpe")
 VAL_FRACTION = 0.1
-
-
-def _tokenizer_class(kind):
-    from tokenizer import BPETokenizer, CharTokenizer  # imported here: only this module needs it
-
-    classes = {"char": CharTokenizer, "bpe": BPETokenizer}
-    if kind not in classes:
-        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
-    return classes[kind]
-
-
-def load_tokenizer(kind, path):
-    """Load a tokenizer of `kind` ("char" or "bpe") from its `.model` file."""
-    return _tokenizer_class(kind).load(str(path))
 
 
 def build_tokenizer(kind, text, vocab_size=None, cache=None):
@@ -38,36 +24,32 @@ def build_tokenizer(kind, text, vocab_size=None, cache=None):
     "char": the vocabulary is the set of characters in the text (nanoGPT's shakespeare_char).
     "bpe": byte-level BPE with the GPT-4 split pattern and `vocab_size` tokens.
     """
-    cls = _tokenizer_class(kind)
-    if kind == "bpe" and (vocab_size is None or vocab_size <= 256):
-        raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
-    name = f"char-{corpus.text_digest(text)}" if kind == "char" else f"bpe{vocab_size}-{corpus.text_digest(text)}"
-    prefix = corpus.cache_dir(cache) / name
-    model_path = prefix.with_suffix(".model")
-    if model_path.exists():
-        return cls.load(str(model_path)), model_path
     if kind == "char":
-        tokenizer = cls()
-        tokenizer.train(text)
+        prefix = corpus.cache_dir(cache) / f"char-{corpus.text_digest(text)}"
+    elif kind == "bpe":
+        if vocab_size is None or vocab_size <= 256:
+            raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
+        prefix = corpus.cache_dir(cache) / f"bpe{vocab_size}-{corpus.text_digest(text)}"
     else:
-        from tokenizer import GPT4_SPLIT_PATTERN
+        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
+    model_path = prefix.with_name(prefix.name + ".model")
+    if model_path.exists():
+        return tokenizer.load(model_path), model_path
+    if kind == "char":
+        tok = tokenizer.CharTokenizer().train(text)
+    else:
+        print(f"training a BPE tokenizer with {vocab_size} tokens (cached in {model_path})")
+        tok = tokenizer.BPETokenizer(pattern=tokenizer.GPT4_SPLIT_PATTERN)
+        tok.train(text, vocab_size=vocab_size, verbose=True)
+    return tok, tok.save(prefix)  # save writes atomically
 
-        tokenizer = cls(pattern=GPT4_SPLIT_PATTERN)
-        tokenizer.train(text, vocab_size=vocab_size, verbose=True)
-    # Save under a temporary prefix and move into place, so a crash never leaves a half-written model.
-    tmp_prefix = prefix.with_name(prefix.name + ".partial")
-    tokenizer.save(str(tmp_prefix))
-    shutil.move(str(tmp_prefix) + ".model", model_path)
-    Path(str(tmp_prefix) + ".vocab").unlink(missing_ok=True)
-    return tokenizer, model_path
 
-
-def token_ids(text, tokenizer, tokenizer_path, cache=None):
+def token_ids(text, tok, tokenizer_path, cache=None):
     """The ids of `text`, memory-mapped from a cached .npy file (uint16 when the vocabulary fits, else uint32)."""
     tokenizer_digest = hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()[:16]
     path = corpus.cache_dir(cache) / f"tokens-{corpus.text_digest(text)}-{tokenizer_digest}.npy"
     if not path.exists():
-        ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
+        ids = np.asarray(tok.encode(text), dtype=np.int64)
         dtype = np.uint16 if ids.size == 0 or ids.max() < 2**16 else np.uint32
         buffer = io.BytesIO()
         np.save(buffer, ids.astype(dtype))
@@ -101,25 +83,20 @@ class TokenData:
 
     train: np.ndarray  # memory-mapped ids, (N_train,)
     val: np.ndarray  # memory-mapped ids, (N_val,)
-    tokenizer: object
-    tokenizer_kind: str
+    tokenizer: object  # a tokenizer.Tokenizer (CharTokenizer or BPETokenizer)
     tokenizer_path: Path  # the .model file; a checkpoint keeps a copy of it
 
-    @property
-    def vocab_size(self):
-        return len(self.tokenizer.vocab)
 
-
-def prepare(data="shakespeare", tokenizer="char", vocab_size=None, cache=None, tokenizer_path=None):
+def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None):
     """Load the corpus named by `data` (see `corpus.load_text`) and tokenize it.
 
-    With `tokenizer_path` (resuming from a checkpoint) that tokenizer is used as is; otherwise one is built
-    for the text. Returns a TokenData.
+    With `tokenizer_path` (resuming from a checkpoint) that tokenizer is used as is; otherwise one of
+    `tokenizer_kind` is built for the text. Returns a TokenData.
     """
     text = corpus.load_text(data, cache)
     if tokenizer_path is not None:
-        tok = load_tokenizer(tokenizer, tokenizer_path)
+        tok = tokenizer.load(tokenizer_path)
     else:
-        tok, tokenizer_path = build_tokenizer(tokenizer, text, vocab_size, cache)
+        tok, tokenizer_path = build_tokenizer(tokenizer_kind, text, vocab_size, cache)
     train, val = split_train_val(token_ids(text, tok, tokenizer_path, cache))
-    return TokenData(train, val, tok, tokenizer, Path(tokenizer_path))
+    return TokenData(train, val, tok, Path(tokenizer_path))

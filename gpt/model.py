@@ -188,44 +188,47 @@ class GPT(nn.Module):
         ]
         return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
-    def _decode(self, idx, cache):
+    def new_kv_cache(self, batch_size):
+        return KVCache(self.config, batch_size, self.transformer.wte.weight.dtype)
+
+    def decode(self, idx, cache):
         """Feed idx (B, T) after the cached positions, in eval mode without a graph; returns the logits of
         the last position (B, vocab_size) as an ndarray."""
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                hidden = self._hidden(idx, cache.length, cache)
+                hidden = self._hidden(self._check_ids(idx), cache.length, cache)
                 cache.length += idx.shape[1]
                 return self.lm_head(hidden[:, -1]).data
         finally:
             self.train(was_training)
 
-    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
-        """Yield max_new_tokens new ids (B,), one step at a time, continuing idx (B, T).
+    def decode_next(self, context, cache):
+        """Logits (B, vocab_size) of the token after `context` (B, T), whose last token is the only one the
+        cache lacks. While the window has room this costs one position. Once the cache holds block_size
+        positions the window slides, every position embedding shifts, and the cache is rebuilt from the
+        last block_size tokens (the same result as cropping the context, as nanoGPT does)."""
+        if cache.length < self.config.block_size:
+            return self.decode(context[:, -1:], cache)
+        cache.length = 0
+        return self.decode(context[:, -self.config.block_size :], cache)
 
-        Each step conditions on the last block_size tokens (nanoGPT's semantics). While the context fits,
-        the KV cache makes a step cost one position; once it is full, every position embedding shifts
-        with the sliding window, so the cache is rebuilt from the last block_size tokens.
-        """
+    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """Yield max_new_tokens new ids (B,), one step at a time, continuing idx (B, T); each step conditions
+        on the last block_size tokens. See sampling.sample_next_token for the sampling options."""
         context = self._check_ids(idx)
         if context.shape[1] == 0:
             raise ValueError("generate needs at least one token of context")
-        block_size = self.config.block_size
         rng = np.random.default_rng(seed)
-        cache = KVCache(self.config, context.shape[0], self.transformer.wte.weight.dtype)
-        logits = self._decode(context[:, -block_size:], cache)
+        cache = self.new_kv_cache(context.shape[0])
+        logits = self.decode(context[:, -self.config.block_size :], cache)
         for step in range(max_new_tokens):
             token = sample_next_token(logits, rng, temperature, top_k, top_p)
             yield token
-            if step + 1 == max_new_tokens:
-                break
-            context = np.concatenate([context[:, -block_size:], token[:, None]], axis=1)
-            if cache.length < block_size:
-                logits = self._decode(token[:, None], cache)
-            else:
-                cache.length = 0
-                logits = self._decode(context[:, -block_size:], cache)
+            if step + 1 < max_new_tokens:
+                context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
+                logits = self.decode_next(context, cache)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
         """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids. See generate_stream."""

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from gpt import data
+import tokenizer
 from gpt.checkpoint import load_checkpoint
 from gpt.model import GPT, GPTConfig
 
@@ -21,19 +21,19 @@ def load_model(ckpt_dir):
     model.load_state_dict(ckpt.model)
     if ckpt.tokenizer_path is None:
         raise ValueError(f"checkpoint {ckpt_dir} holds no tokenizer, so its ids cannot be turned into text")
-    return model.eval(), data.load_tokenizer(ckpt.extra["tokenizer_kind"], ckpt.tokenizer_path)
+    return model.eval(), tokenizer.load(ckpt.tokenizer_path)
 
 
-def stream_text(model, tokenizer, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None):
+def stream_text(model, tok, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None):
     """Yield the text that follows `prompt`, a piece per generated token (one sample, B = 1).
 
     Bytes are decoded incrementally, so a character split over several byte-level BPE tokens is printed
     once it is complete."""
-    ids = tokenizer.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
+    ids = tok.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     context = np.asarray([ids], dtype=np.int64)
     for token in model.generate_stream(context, max_new_tokens, temperature, top_k, top_p, seed):
-        piece = decoder.decode(_token_bytes(tokenizer, int(token[0])))
+        piece = decoder.decode(_token_bytes(tok, int(token[0])))
         if piece:
             yield piece
     tail = decoder.decode(b"", final=True)
@@ -41,10 +41,10 @@ def stream_text(model, tokenizer, prompt, max_new_tokens, temperature=0.8, top_k
         yield tail
 
 
-def _token_bytes(tokenizer, token):
-    if hasattr(tokenizer, "decode_bytes"):
-        return tokenizer.decode_bytes([token])
-    return tokenizer.decode([token]).encode("utf-8")
+def _token_bytes(tok, token):
+    if hasattr(tok, "decode_bytes"):  # byte-level BPE: a token may hold part of a character
+        return tok.decode_bytes([token])
+    return tok.decode([token]).encode("utf-8")
 
 
 def build_arg_parser():
@@ -62,15 +62,15 @@ def build_arg_parser():
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
     try:
-        model, tokenizer = load_model(args.ckpt)
-    except (OSError, ValueError, RuntimeError) as e:
+        model, tok = load_model(args.ckpt)
+        pieces = stream_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                             args.top_p, args.seed)
+        sys.stdout.write(args.prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except (OSError, ValueError, RuntimeError) as e:  # a bad checkpoint, a prompt the vocabulary lacks
         sys.exit(f"error: {e}")
-    sys.stdout.write(args.prompt)
-    for piece in stream_text(
-        model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
-    ):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
     sys.stdout.write("\n")
 
 

@@ -99,10 +99,9 @@ class Trainer:
         if ckpt is None:
             self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
             names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
-            model_config = GPTConfig(vocab_size=self.data.vocab_size, **{n: getattr(c, n) for n in names})
+            model_config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, **{n: getattr(c, n) for n in names})
         else:  # the checkpoint decides the architecture and the tokenizer
-            kind = ckpt.extra["tokenizer_kind"]
-            self.data = data.prepare(c.data, kind, c.vocab_size, c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
+            self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
             model_config = GPTConfig(**ckpt.config)
         self.model = GPT(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
@@ -138,7 +137,6 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             rng={"numpy": self.rng.bit_generator.state, "nanograd": nanograd.get_rng_state()},
             extra={
-                "tokenizer_kind": self.data.tokenizer_kind,
                 "last_eval": list(self.last_eval) if self.last_eval else None,
                 "train_config": dataclasses.asdict(self.config),
             },
