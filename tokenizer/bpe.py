@@ -321,18 +321,20 @@ class BPETokenizer(Tokenizer):
     def _from_body(cls, reader: ModelReader) -> "BPETokenizer":
         literal = reader.keyword("pattern")
         pattern = None if literal == "null" else reader.json_string(literal, "pattern")
+        try:
+            tokenizer = cls(pattern)
+        except ValueError as exc:
+            raise reader.error(str(exc)) from None
         byte_words = reader.keyword("bytes").split()
-        if byte_words == ["identity"]:
-            byte_ids = IDENTITY_BYTES
-        else:
-            byte_ids = [reader.integer(word, "a byte id") for word in byte_words]
-            if sorted(byte_ids) != IDENTITY_BYTES:
+        if byte_words != ["identity"]:
+            tokenizer.byte_ids = [reader.integer(word, "a byte id") for word in byte_words]
+            if sorted(tokenizer.byte_ids) != IDENTITY_BYTES:
                 raise reader.error("'bytes' must be 'identity' or a permutation of the ids 0..255")
-        special_tokens = {}
+        special_lines = []  # (line number, name, id): checked once the merges say where ordinary ids end
         for _ in range(reader.count("special_tokens")):
             literal, _, word = reader.next_line("a special token line").rpartition(" ")
-            special_tokens[reader.json_string(literal, "special token")] = reader.integer(word, "special token id")
-        merges = []
+            name = reader.json_string(literal, "special token")
+            special_lines.append((reader.line_no, name, reader.integer(word, "special token id")))
         for k in range(reader.count("merges")):
             words = reader.next_line(f"merge {k} of the 'merges' count").split(" ")
             if len(words) != 2:
@@ -340,8 +342,12 @@ class BPETokenizer(Tokenizer):
             pair = tuple(reader.integer(word, "a merged id", minimum=0) for word in words)
             if max(pair) >= 256 + k:
                 raise reader.error(f"merge {k} (id {256 + k}) uses id {max(pair)}, which does not exist yet")
-            merges.append(pair)
-        try:
-            return cls._from_parts(pattern, byte_ids, merges, special_tokens)
-        except ValueError as exc:
-            raise reader.error(str(exc)) from None
+            tokenizer.merges.append(pair)
+        tokenizer._rebuild()
+        for line_no, name, token_id in special_lines:
+            try:
+                tokenizer.register_special_tokens({name: token_id})
+            except ValueError as exc:
+                reader.line_no = line_no
+                raise reader.error(str(exc)) from None
+        return tokenizer
