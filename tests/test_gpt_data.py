@@ -121,3 +121,28 @@ def test_token_ids_are_memory_mapped_and_cached(tmp_path):
     assert len(list(tmp_path.glob("tokens-*.npy"))) == 1
     again = data.token_ids(text, None, tok_file, cache=tmp_path)  # served from the cache, no encoding
     np.testing.assert_array_equal(again, ids)
+
+
+@pytest.mark.parametrize("kind, vocab_size", [("char", None), ("bpe", 300)])
+def test_prepare_tokenizes_splits_and_caches(tmp_path, monkeypatch, kind, vocab_size):
+    text = "".join(f"SPEAKER {i % 7}:\nWhat light through yonder window {i} breaks?\n\n" for i in range(300))
+    path = tmp_path / "plays.txt"
+    path.write_text(text, encoding="utf-8")
+    prepared = data.prepare(str(path), kind, vocab_size, cache=tmp_path / "cache")
+    assert isinstance(prepared.train, np.memmap) and prepared.train.dtype == np.uint16
+    assert len(prepared.val) == pytest.approx(0.1 * (len(prepared.train) + len(prepared.val)), abs=1)
+    ids = np.concatenate([prepared.train, prepared.val]).tolist()
+    assert prepared.tokenizer.decode(ids) == text
+    assert max(ids) < prepared.tokenizer.vocab_size
+    # A second run takes the tokenizer and the ids from the cache, training and encoding nothing.
+    monkeypatch.setattr(type(prepared.tokenizer), "train", None)
+    monkeypatch.setattr(type(prepared.tokenizer), "encode", None)
+    again = data.prepare(str(path), kind, vocab_size, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(again.train, prepared.train)
+
+
+def test_unknown_tokenizer_and_small_bpe_vocab_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown tokenizer 'word'"):
+        data.build_tokenizer("word", "text", cache=tmp_path)
+    with pytest.raises(ValueError, match="vocab_size > 256"):
+        data.build_tokenizer("bpe", "text", 200, cache=tmp_path)

@@ -1,0 +1,142 @@
+"""The trainer: bit-exact resume, gradient accumulation, divergence and Ctrl-C handling, its outputs, and a
+smoke run of examples/train_shakespeare.py and the sampling command line."""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpt import train
+from gpt.checkpoint import load_checkpoint
+from gpt.train import TrainConfig, Trainer, TrainingDiverged
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["thou", "art", "the", "king", "of", "night", "and", "day", "ROMEO:", "JULIET:", "\n"]
+    path = tmp_path / "corpus.txt"
+    path.write_text(" ".join(rng.choice(words, 3000)), encoding="utf-8")
+    return path
+
+
+def _config(tmp_path, text_file, **overrides):
+    base = TrainConfig(
+        out_dir=str(tmp_path / "out"), data=str(text_file), cache_dir=str(tmp_path / "cache"),
+        n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.1, batch_size=4, max_iters=20,
+        lr_decay_iters=20, warmup_iters=4, eval_interval=5, eval_iters=2, sample_tokens=0, progress=False,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def _model_arrays(out_dir):
+    ckpt = load_checkpoint(Path(out_dir) / "ckpt")
+    return ckpt.step, ckpt.model, ckpt.optimizer
+
+
+def test_resume_is_bit_exact(tmp_path, text_file):
+    straight = _config(tmp_path / "a", text_file)
+    Trainer(straight).train()
+    first_half = _config(tmp_path / "b", text_file, max_iters=10)
+    Trainer(first_half).train()
+    Trainer(dataclasses.replace(first_half, max_iters=20, resume=True)).train()
+
+    step_a, model_a, opt_a = _model_arrays(straight.out_dir)
+    step_b, model_b, opt_b = _model_arrays(first_half.out_dir)
+    assert step_a == step_b == 20
+    for name in model_a:
+        np.testing.assert_array_equal(model_a[name], model_b[name], err_msg=name)
+    for index, state in opt_a["state"].items():
+        np.testing.assert_array_equal(state["exp_avg_sq"], opt_b["state"][index]["exp_avg_sq"])
+    log_a = train.TrainingLog.read(Path(straight.out_dir) / "log.csv")
+    log_b = train.TrainingLog.read(Path(first_half.out_dir) / "log.csv")
+    assert [(r["kind"], r["step"], r["loss"]) for r in log_a] == [(r["kind"], r["step"], r["loss"]) for r in log_b]
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path, text_file, monkeypatch):
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 10, (4, 16)), rng.integers(0, 10, (4, 16))
+
+    def gradients(out, batch_size, grad_accum):
+        halves = iter([(x[:2], y[:2]), (x[2:], y[2:])] if grad_accum == 2 else [(x, y)])
+        monkeypatch.setattr(train.data, "get_batch", lambda *args: next(halves))
+        trainer = Trainer(_config(tmp_path / out, text_file, batch_size=batch_size, grad_accum=grad_accum,
+                                  dropout=0.0, grad_clip=0.0, eval_iters=0))
+        trainer.train_step()  # gradients stay on the parameters until the next step zeroes them
+        return {name: p.grad for name, p in trainer.model.named_parameters()}
+
+    one, accumulated = gradients("one", 4, 1), gradients("two", 2, 2)
+    for name in one:
+        # Equal up to float32 rounding of the two summation orders. Compared as gradients, not as weights:
+        # AdamW's update hardly changes if the gradient is doubled, so weights would hide a missing division.
+        np.testing.assert_allclose(accumulated[name], one[name], rtol=1e-4, atol=1e-7, err_msg=name)
+
+
+def test_outputs_log_plot_sample_checkpoint(tmp_path, text_file):
+    config = _config(tmp_path, text_file, max_iters=10, sample_tokens=40)
+    result = Trainer(config).train()
+    out = Path(config.out_dir)
+    rows = train.TrainingLog.read(out / "log.csv")
+    assert [int(r["step"]) for r in rows if r["kind"] == "step"] == list(range(1, 11))
+    assert [int(r["step"]) for r in rows if r["kind"] == "eval"] == [0, 5, 10]
+    assert all(float(r["tokens_per_s"]) > 0 for r in rows if r["kind"] == "step")
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result.sample) == 40 and (out / "sample.txt").read_text(encoding="utf-8") == result.sample
+    assert result.val_loss < np.log(result_vocab := len(set(text_file.read_text(encoding="utf-8"))))
+    assert load_checkpoint(out / "ckpt").config["vocab_size"] == result_vocab
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
+    trainer = Trainer(_config(tmp_path, text_file, max_iters=10))
+    trainer.train()
+    trainer.model.transformer.wte.weight.data[:] = np.nan  # a blown-up model
+    trainer.config.max_iters = 20
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 10.*last good checkpoint"):
+        trainer.train()
+    ckpt = load_checkpoint(Path(trainer.config.out_dir) / "ckpt")
+    assert ckpt.step == 10 and np.isfinite(ckpt.model["transformer.wte.weight"]).all()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch):
+    trainer = Trainer(_config(tmp_path, text_file, eval_interval=100))
+    step = trainer.train_step
+
+    def step_then_ctrl_c():
+        result = step()
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(trainer, "train_step", step_then_ctrl_c)
+    result = trainer.train()
+    assert result.interrupted and result.step == 3
+    assert load_checkpoint(Path(trainer.config.out_dir) / "ckpt").step == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_example_smoke_run_and_sample_cli(tmp_path):
+    """The front door end to end, offline: default corpus, tiny model, a few steps; then sample from it."""
+    env = dict(os.environ, NANOGRAD_GPT_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    args = ["--max-iters", "4", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
+            "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "30", "--out-dir", str(out),
+            "--no-progress", "--threads", "1"]
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *args],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "step 4: train loss" in run.stdout and (out / "ckpt" / "model.safetensors").is_file()
+    assert (out / "loss.png").is_file() and len((out / "sample.txt").read_text(encoding="utf-8")) == 30
+    sample = subprocess.run([sys.executable, "-m", "gpt.sample", "--ckpt", str(out / "ckpt"), "--prompt", "ROMEO:",
+                             "--max-new-tokens", "25", "--seed", "0"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("ROMEO:") and len(sample.stdout) == len("ROMEO:") + 25 + 1
+    missing = subprocess.run([sys.executable, "-m", "gpt.sample", "--ckpt", str(tmp_path / "none")],
+                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert missing.returncode != 0 and "no checkpoint at" in missing.stderr
