@@ -10,29 +10,12 @@ package. Progress, evaluations, a checkpoint (out/shakespeare/ckpt), log.csv and
 --out-dir; it ends by printing ~500 generated characters. Sample more later with
     python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:"
 """
-import argparse
-import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-def _set_blas_threads(argv):
-    """BLAS reads its thread count once, when NumPy loads, so --threads must reach the environment first."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=2)
-    threads, _ = pre.parse_known_args(argv)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads.threads)
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    _set_blas_threads(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-    from gpt import train
-
-    train.main(argv, description=__doc__)
-
+from gpt import train  # noqa: E402  (after the path set-up above)
 
 if __name__ == "__main__":
-    main()
+    train.main(description=__doc__)

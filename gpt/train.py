@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import nanograd
-from nanograd import no_grad, optim
+from nanograd import kernels, no_grad, optim
 from gpt import data
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.model import GPT, GPTConfig
@@ -75,6 +76,14 @@ class TrainConfig:
     top_k: int = _option(200, "top-k of the final sample")
     progress: bool = _option(True, "show a progress bar")
 
+    def __post_init__(self):
+        for name in ("batch_size", "grad_accum", "eval_interval", "eval_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_iters", "warmup_iters", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
@@ -99,7 +108,8 @@ class Trainer:
         if ckpt is None:
             self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
             names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
-            model_config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, **{n: getattr(c, n) for n in names})
+            vocab_size = self.data.tokenizer.vocab_size
+            model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
         else:  # the checkpoint decides the architecture and the tokenizer
             self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
             model_config = GPTConfig(**ckpt.config)
@@ -264,27 +274,21 @@ def build_arg_parser(description=__doc__):
     """Flags for every TrainConfig field, plus --threads."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
         if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=f.metadata["help"] + " (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for numba kernels (default: %(default)s)")
+            parser.add_argument(flag, type=f.type, default=f.default, help=help + " (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                        help="threads for the numba kernels and OpenBLAS (default: %(default)s)")
     return parser
-
-
-def set_threads(n):
-    """Use n threads in nanograd's numba kernels (BLAS reads its thread count from the environment at start)."""
-    from nanograd import kernels
-
-    kernels.set_num_threads(n)
 
 
 def main(argv=None, description=__doc__):
     args = build_arg_parser(description).parse_args(argv)
-    set_threads(args.threads)
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     try:
+        kernels.set_num_threads(args.threads)
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         trainer = Trainer(config)
         n_params = trainer.model.num_parameters()
         print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "

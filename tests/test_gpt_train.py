@@ -64,11 +64,12 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, text_file, monkeyp
     x, y = rng.integers(0, 10, (4, 16)), rng.integers(0, 10, (4, 16))
 
     def gradients(out, batch_size, grad_accum):
-        halves = iter([(x[:2], y[:2]), (x[2:], y[2:])] if grad_accum == 2 else [(x, y)])
-        monkeypatch.setattr(train.data, "get_batch", lambda *args: next(halves))
         trainer = Trainer(_config(tmp_path / out, text_file, batch_size=batch_size, grad_accum=grad_accum,
-                                  dropout=0.0, grad_clip=0.0, eval_iters=0))
-        trainer.train_step()  # gradients stay on the parameters until the next step zeroes them
+                                  dropout=0.0, grad_clip=0.0))
+        halves = iter([(x[:2], y[:2]), (x[2:], y[2:])] if grad_accum == 2 else [(x, y)])
+        with monkeypatch.context() as patch:
+            patch.setattr(train.data, "get_batch", lambda *args: next(halves))
+            trainer.train_step()  # gradients stay on the parameters until the next step zeroes them
         return {name: p.grad for name, p in trainer.model.named_parameters()}
 
     one, accumulated = gradients("one", 4, 1), gradients("two", 2, 2)
