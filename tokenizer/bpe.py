@@ -10,11 +10,10 @@ Encoding follows tiktoken exactly, so loaded GPT-2 or cl100k ranks give tiktoken
 - otherwise the chunk starts as bytes, and the adjacent pair whose concatenation is the token of
   lowest id (rank) is merged, the leftmost on ties, until no adjacent pair forms a token.
 "Forms a token" is judged on the concatenated bytes, as tiktoken does, not only on the recorded
-merges: `_pair_ranks` lists every split of every token into two tokens.
+merges: the pair table lists every split of every token into two tokens.
 """
 
 import array
-import heapq
 import json
 from collections import Counter
 
@@ -25,12 +24,13 @@ from tqdm import tqdm
 from . import interop
 from .base import ModelReader, Tokenizer, render_token, unknown_id_error, utf8
 from .gather import TokenTable
+from .merge_kernel import PairTable
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from .train_fast import train_merges
 
 IDENTITY_BYTES = list(range(256))
 CACHE_MAX_CHUNK_CHARS = 256  # longer chunks are rare and would bloat the cache
-CACHE_MAX_ENTRIES = 1 << 18  # cleared when full: bounded memory on endless streams of new text
+CACHE_MAX_ENTRIES = 1 << 18  # cleared when over: bounded memory on endless streams of new text
 ALLOWED_SPECIAL_MODES = ("all", "none", "none_raise")
 
 
@@ -83,12 +83,15 @@ class BPETokenizer(Tokenizer):
         self._token_ids: dict[bytes, int] = {}
         for token_id, token in enumerate(tokens):
             self._token_ids.setdefault(token, token_id)
-        self._pair_ranks: dict[tuple[int, int], int] = {}
+        lefts, rights, ranks = [], [], []  # every split of every token into two tokens
         for token, token_id in self._token_ids.items():
             for cut in range(1, len(token)):
                 left, right = self._token_ids.get(token[:cut]), self._token_ids.get(token[cut:])
                 if left is not None and right is not None:
-                    self._pair_ranks.setdefault((left, right), token_id)
+                    lefts.append(left)
+                    rights.append(right)
+                    ranks.append(token_id)
+        self._pair_table = PairTable(lefts, rights, ranks)
         self._decoder: list[bytes | None] = list(tokens)
         if self.special_tokens:
             self._decoder += [None] * (max(self.special_tokens.values()) + 1 - len(tokens))
@@ -161,61 +164,48 @@ class BPETokenizer(Tokenizer):
             return [text] if text else []
         return self._split_regex.findall(text)
 
-    def _encode_chunk(self, chunk: bytes) -> list[int]:
-        """BPE on one chunk in O(n log n): a heap of candidate merges over a linked list of parts.
-
-        Part i spans from byte i up to part next_part[i]; ids[i] is its token, or -1 once it has
-        been absorbed by its left neighbour. A heap entry (rank, i) says "part i and the part after
-        it formed the token `rank` when pushed"; it is acted on only if that is still true, so
-        stale entries need no deletion. Ties in rank pop the smallest i first: the leftmost pair.
-        """
-        whole = self._token_ids.get(chunk)
-        if whole is not None:
-            return [whole]
-        ranks = self._pair_ranks
-        ids = list(chunk.translate(self._byte_translation))
-        n = len(ids)
-        next_part = list(range(1, n + 1))
-        prev_part = list(range(-1, n - 1))
-        heap = [(rank, i) for i in range(n - 1) if (rank := ranks.get((ids[i], ids[i + 1]))) is not None]
-        heapq.heapify(heap)
-        while heap:
-            rank, i = heapq.heappop(heap)
-            j = next_part[i]
-            if j >= n or ranks.get((ids[i], ids[j])) != rank:
-                continue  # stale: part i or its neighbour changed since this entry was pushed
-            ids[i], ids[j] = rank, -1
-            next_part[i] = after = next_part[j]
-            if after < n:
-                prev_part[after] = i
-                rank_right = ranks.get((rank, ids[after]))
-                if rank_right is not None:
-                    heapq.heappush(heap, (rank_right, i))
-            before = prev_part[i]
-            if before >= 0:
-                rank_left = ranks.get((ids[before], rank))
-                if rank_left is not None:
-                    heapq.heappush(heap, (rank_left, before))
-        return [token_id for token_id in ids if token_id >= 0]
+    def _encode_new_chunks(self, chunks) -> dict[str, list[int]]:
+        """Ids of each chunk: a chunk that is a token is that token; the rest go to the numba merger
+        in one batch (see merge_kernel). Raises UnicodeEncodeError on a lone surrogate."""
+        encoded, batch, batch_bytes = {}, [], []
+        for chunk in chunks:
+            data = chunk.encode("utf-8")
+            whole = self._token_ids.get(data)
+            if whole is not None:
+                encoded[chunk] = [whole]
+            else:
+                batch.append(chunk)
+                batch_bytes.append(data)
+        if batch:
+            starts = np.zeros(len(batch) + 1, dtype=np.int64)
+            np.cumsum([len(data) for data in batch_bytes], out=starts[1:])
+            byte_ids = np.frombuffer(b"".join(batch_bytes).translate(self._byte_translation), dtype=np.uint8)
+            ids, offsets = self._pair_table.merge_chunks(byte_ids, starts)
+            offsets = offsets.tolist()
+            for k, chunk in enumerate(batch):
+                encoded[chunk] = ids[offsets[k] : offsets[k + 1]]
+        return encoded
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` treating special-token strings as plain text."""
-        cache, encode_chunk = self._cache, self._encode_chunk
+        chunks = self._split(text)
+        cache = self._cache
+        if len(cache) > CACHE_MAX_ENTRIES:
+            cache.clear()
+        uncacheable: dict[str, list[int]] = {}  # this text's chunks too long to keep
+        missing = set(chunks).difference(cache)
+        if missing:
+            try:
+                encoded = self._encode_new_chunks(missing)
+            except UnicodeEncodeError:
+                utf8(text)  # raises the error that names the character and its index
+                raise
+            for chunk, chunk_ids in encoded.items():
+                (cache if len(chunk) <= CACHE_MAX_CHUNK_CHARS else uncacheable)[chunk] = chunk_ids
         ids: list[int] = []
         extend = ids.extend
-        try:
-            for chunk in self._split(text):
-                chunk_ids = cache.get(chunk)
-                if chunk_ids is None:
-                    chunk_ids = encode_chunk(chunk.encode("utf-8"))
-                    if len(chunk) <= CACHE_MAX_CHUNK_CHARS:
-                        if len(cache) >= CACHE_MAX_ENTRIES:
-                            cache.clear()
-                        cache[chunk] = chunk_ids
-                extend(chunk_ids)
-        except UnicodeEncodeError:
-            utf8(text)  # raises the error that names the character and its index
-            raise
+        for chunk in chunks:
+            extend(cache.get(chunk) or uncacheable[chunk])
         return ids
 
     def _special_regex(self, names) -> regex.Pattern:
