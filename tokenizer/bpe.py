@@ -83,23 +83,34 @@ class BPETokenizer(Tokenizer):
         self._token_ids: dict[bytes, int] = {}
         for token_id, token in enumerate(tokens):
             self._token_ids.setdefault(token, token_id)
-        lefts, rights, ranks = [], [], []  # every split of every token into two tokens
-        for token, token_id in self._token_ids.items():
-            for cut in range(1, len(token)):
-                left, right = self._token_ids.get(token[:cut]), self._token_ids.get(token[cut:])
-                if left is not None and right is not None:
-                    lefts.append(left)
-                    rights.append(right)
-                    ranks.append(token_id)
-        self._pair_table = PairTable(lefts, rights, ranks)
-        self._decoder: list[bytes | None] = list(tokens)
+        self._pair_table: PairTable | None = None  # built by the first encode
+        self._cache: dict[str, list[int]] = {}
+        self._rebuild_specials()
+
+    def _rebuild_specials(self) -> None:
+        """Derive the decoding tables, which hold the special tokens too."""
+        self._decoder: list[bytes | None] = list(self._tokens)
         if self.special_tokens:
-            self._decoder += [None] * (max(self.special_tokens.values()) + 1 - len(tokens))
+            self._decoder += [None] * (max(self.special_tokens.values()) + 1 - len(self._tokens))
             for name, token_id in self.special_tokens.items():
                 self._decoder[token_id] = name.encode("utf-8")
         self._table = TokenTable(self._decoder)
-        self._cache: dict[str, list[int]] = {}
         self._special_regexes: dict[frozenset[str], regex.Pattern] = {}
+
+    def _pairs(self) -> PairTable:
+        """Every split of every token into two tokens, with the token's rank: built on first use,
+        since training and loading do not need it."""
+        if self._pair_table is None:
+            lefts, rights, ranks = [], [], []
+            for token, token_id in self._token_ids.items():
+                for cut in range(1, len(token)):
+                    left, right = self._token_ids.get(token[:cut]), self._token_ids.get(token[cut:])
+                    if left is not None and right is not None:
+                        lefts.append(left)
+                        rights.append(right)
+                        ranks.append(token_id)
+            self._pair_table = PairTable(lefts, rights, ranks)
+        return self._pair_table
 
     # ----- vocabulary -----
 
@@ -130,7 +141,7 @@ class BPETokenizer(Tokenizer):
         if clash:
             raise ValueError(f"special tokens {clash} share an id")
         self.special_tokens = merged
-        self._rebuild()
+        self._rebuild_specials()
 
     # ----- training -----
 
@@ -180,7 +191,7 @@ class BPETokenizer(Tokenizer):
             starts = np.zeros(len(batch) + 1, dtype=np.int64)
             np.cumsum([len(data) for data in batch_bytes], out=starts[1:])
             byte_ids = np.frombuffer(b"".join(batch_bytes).translate(self._byte_translation), dtype=np.uint8)
-            ids, offsets = self._pair_table.merge_chunks(byte_ids, starts)
+            ids, offsets = self._pairs().merge_chunks(byte_ids, starts)
             offsets = offsets.tolist()
             for k, chunk in enumerate(batch):
                 encoded[chunk] = ids[offsets[k] : offsets[k + 1]]
