@@ -117,8 +117,14 @@ def gpt2_order_byte_ids() -> list[int]:
     return [order.index(b) for b in range(256)]
 
 
-def permuted(tok: BPETokenizer, byte_ids: list[int]) -> BPETokenizer:
-    """The same tokenizer with its byte tokens renumbered: what a GPT-2-style vocabulary looks like."""
+@functools.cache
+def small_tokenizer(byte_order: str) -> BPETokenizer:
+    """Trained on CORPUS with GPT-2's split; byte ids as trained ("identity") or renumbered in
+    GPT-2's order ("gpt2"), which is what a vocabulary loaded from OpenAI's files looks like."""
+    tok = trained(GPT2_SPLIT_PATTERN, 400)
+    if byte_order == "identity":
+        return tok
+    byte_ids = gpt2_order_byte_ids()
     relabel = lambda i: byte_ids[i] if i < 256 else i  # noqa: E731 (a one-line id map)
     merges = [(relabel(a), relabel(b)) for a, b in tok.merges]
     return BPETokenizer._from_parts(tok.pattern, byte_ids, merges, tok.special_tokens)
@@ -128,9 +134,7 @@ def permuted(tok: BPETokenizer, byte_ids: list[int]) -> BPETokenizer:
 @settings(max_examples=10)
 @given(text=texts)
 def test_tiktoken_file_round_trip(byte_order, text):
-    tok = trained(GPT2_SPLIT_PATTERN, 400)
-    if byte_order == "gpt2":
-        tok = permuted(tok, gpt2_order_byte_ids())
+    tok = small_tokenizer(byte_order)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "small.tiktoken"
         write_tiktoken(tok, path)
@@ -146,9 +150,7 @@ def test_tiktoken_file_round_trip(byte_order, text):
 @settings(max_examples=10)
 @given(text=texts)
 def test_gpt2_files_round_trip(byte_order, text):
-    tok = trained(GPT2_SPLIT_PATTERN, 400)
-    if byte_order == "gpt2":
-        tok = permuted(tok, gpt2_order_byte_ids())
+    tok = small_tokenizer(byte_order)
     with_special = BPETokenizer._from_parts(tok.pattern, tok.byte_ids, tok.merges, {"<|endoftext|>": 400})
     with tempfile.TemporaryDirectory() as folder:
         encoder, vocab = Path(folder) / "encoder.json", Path(folder) / "vocab.bpe"
@@ -163,7 +165,7 @@ def test_gpt2_files_round_trip(byte_order, text):
 
 def test_gpt2_files_load_the_same_ranks_as_tiktoken(tmp_path):
     tiktoken_load = pytest.importorskip("tiktoken.load")
-    tok = permuted(trained(GPT2_SPLIT_PATTERN, 400), gpt2_order_byte_ids())
+    tok = small_tokenizer("gpt2")
     write_gpt2_files(tok, tmp_path / "encoder.json", tmp_path / "vocab.bpe")
     ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(str(tmp_path / "vocab.bpe"), str(tmp_path / "encoder.json"))
     assert ranks == {token: i for i, token in tok.vocab.items()}
