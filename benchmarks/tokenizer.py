@@ -148,15 +148,12 @@ def run(quick: bool) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    header = f"{'benchmark':<52} {'unit':<5} {'ours':>8} {'peer':>8} {'ratio':>6}  target"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        peer = f"{row['peer']:.2f}" if row.get("peer") is not None else "-"
-        ratio = f"{row['ratio']:.2f}x" if row.get("ratio") is not None else "-"
-        print(f"{row['name']:<52} {row['unit']:<5} {row['ours']:>8.2f} {peer:>8} {ratio:>6}  {row.get('target') or ''}")
-
-
 if __name__ == "__main__":
-    print_table(run(quick="--quick" in sys.argv[1:]))
+    from benchmarks.run import print_table
+
+    result_rows = run(quick="--quick" in sys.argv[1:])
+    print_table(result_rows)
+    print("\ntargets (issue 3):")
+    for row in result_rows:
+        if row.get("target"):
+            print(f"  {row['name']}: {row['target']}")
