@@ -13,10 +13,13 @@ Backward (P is recomputed from the saved lse rather than stored: it is B*H*Tq*Tk
     dq = scale * dS k,   dk = scale * dS^T q
 (rowsum(dout * out)_i = sum_j P_ij dP_ij, the softmax backward's dot product.)
 
-The numba kernels run one (b, h) per parallel iteration and one query row at a time, so the
-(Tq, Tk) matrices never exist: each row's scores live in a Tk-long buffer in L1. Keys past the
-causal limit are skipped, not computed and masked. Every inner loop runs over a contiguous axis
-(k and v are transposed once per head), so LLVM vectorizes it.
+The numba kernels run one (b, h) per parallel iteration, so a head's (Tq, Tk) matrices live only in
+that thread's cache (256 KB at T=256) instead of a (B, H, T, T) array in memory; masked keys are
+skipped, not computed and then masked. Every product is written as rows-times-rows,
+    out[i, j] = sum_l a[i, l] * b[j, l]
+with both operands contiguous along l (k, v, q, dout and the score matrices are transposed per head
+where needed), and four rows of a share each load of b (`_dot4`): measured ~2x faster than one dot
+product at a time, and LLVM vectorizes the loop over l.
 """
 import math
 
@@ -70,15 +73,68 @@ def attention_backward_numpy(dout, q, k, v, out, saved, causal):
 
 
 @njit(cache=True, fastmath=FAST)
-def _row_scores(qi, kt, scale, scores):
-    """scores[j] = scale * (qi . k_j) for every j < len(scores), with kt = k^T (D, Tk)."""
-    scores[:] = 0
-    n_keys = scores.shape[0]
-    for c in range(qi.shape[0]):
-        a = qi[c] * scale
-        kc = kt[c, :n_keys]
-        for j in range(n_keys):
-            scores[j] += a * kc[j]
+def _dot4(a0, a1, a2, a3, b):
+    """(a0 . b, a1 . b, a2 . b, a3 . b): four dot products share each load of b."""
+    s0 = s1 = s2 = s3 = b.dtype.type(0)
+    for l in range(b.shape[0]):
+        x = b[l]
+        s0 += a0[l] * x
+        s1 += a1[l] * x
+        s2 += a2[l] * x
+        s3 += a3[l] * x
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, fastmath=FAST)
+def _dot(a, b):
+    s = b.dtype.type(0)
+    for l in range(b.shape[0]):
+        s += a[l] * b[l]
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_products(a, b, out, scale, n_out, lo, hi):
+    """out[i, j] = scale * sum_{l in [lo_i, hi_i)} a[i, l] * b[j, l] for j < n_out_i.
+
+    The per-row limits carry the causal mask. Rows of a go four at a time over the union of their
+    limits, which is exact because a is zero outside each row's own [lo_i, hi_i), and writes a few
+    entries past n_out_i that the callers overwrite.
+    """
+    m = a.shape[0]
+    for i0 in range(0, m - 3, 4):
+        n = max(n_out[i0], n_out[i0 + 3])
+        l0 = min(lo[i0], lo[i0 + 3])
+        l1 = max(hi[i0], hi[i0 + 3])
+        a0, a1, a2, a3 = a[i0, l0:l1], a[i0 + 1, l0:l1], a[i0 + 2, l0:l1], a[i0 + 3, l0:l1]
+        for j in range(n):
+            s0, s1, s2, s3 = _dot4(a0, a1, a2, a3, b[j, l0:l1])
+            out[i0, j] = s0 * scale
+            out[i0 + 1, j] = s1 * scale
+            out[i0 + 2, j] = s2 * scale
+            out[i0 + 3, j] = s3 * scale
+    for i in range(m - m % 4, m):
+        l0, l1 = lo[i], hi[i]
+        for j in range(n_out[i]):
+            out[i, j] = _dot(a[i, l0:l1], b[j, l0:l1]) * scale
+
+
+@njit(cache=True)
+def _visible_keys(tq, tk, causal):
+    """For each query i, the number of keys it sees: i + (Tk - Tq) + 1 if causal, else Tk."""
+    n_keys = np.empty(tq, np.int64)
+    for i in range(tq):
+        n_keys[i] = min(tk, i + tk - tq + 1) if causal else tk
+    return n_keys
+
+
+@njit(cache=True)
+def _first_seeing_query(tq, tk, causal):
+    """For each key j, the first query that sees it: j - (Tk - Tq) if causal (at least 0), else 0."""
+    first = np.empty(tk, np.int64)
+    for j in range(tk):
+        first[j] = max(0, j - (tk - tq)) if causal else 0
+    return first
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -86,30 +142,26 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
     n_heads, tq, d = q.shape
     tk = k.shape[1]
     scale = q.dtype.type(1 / math.sqrt(d))
+    n_keys = _visible_keys(tq, tk, causal)
+    zeros = np.zeros(tq, np.int64)
+    all_d = np.full(tq, d, np.int64)
     for h in prange(n_heads):
-        kt = np.ascontiguousarray(k[h].T)
-        buffer = np.empty(tk, q.dtype)
+        probs = np.empty((tq, tk), q.dtype)
+        _row_products(q[h], k[h], probs, scale, n_keys, zeros, all_d)
         for i in range(tq):
-            n_keys = min(tk, i + tk - tq + 1) if causal else tk
-            scores = buffer[:n_keys]
-            _row_scores(q[h, i], kt, scale, scores)
-            m = row_max(scores)
+            row = probs[i, :n_keys[i]]
+            m = row_max(row)
             total = q.dtype.type(0)
-            for j in range(n_keys):
-                e = fast_exp(scores[j] - m)
-                scores[j] = e
+            for j in range(row.shape[0]):
+                e = fast_exp(row[j] - m)
+                row[j] = e
                 total += e
-            o = out[h, i]
-            o[:] = 0
-            for j in range(n_keys):
-                p = scores[j]
-                vj = v[h, j]
-                for c in range(d):
-                    o[c] += p * vj[c]
             inv_total = 1 / total
-            for c in range(d):
-                o[c] *= inv_total
+            for j in range(row.shape[0]):
+                row[j] *= inv_total
             lse[h, i] = m + math.log(total)
+            probs[i, n_keys[i]:] = 0
+        _row_products(probs, np.ascontiguousarray(v[h].T), out[h], q.dtype.type(1), all_d, zeros, n_keys)
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -117,35 +169,32 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
     n_heads, tq, d = q.shape
     tk = k.shape[1]
     scale = q.dtype.type(1 / math.sqrt(d))
+    one = q.dtype.type(1)
+    n_keys = _visible_keys(tq, tk, causal)
+    first_query = _first_seeing_query(tq, tk, causal)
+    zeros_q = np.zeros(tq, np.int64)
+    all_d_q, all_d_k = np.full(tq, d, np.int64), np.full(tk, d, np.int64)
+    all_q = np.full(tk, tq, np.int64)
     for h in prange(n_heads):
-        kt = np.ascontiguousarray(k[h].T)
-        vt = np.ascontiguousarray(v[h].T)
-        probs_buffer = np.empty(tk, q.dtype)
-        dscores_buffer = np.empty(tk, q.dtype)
-        dk[h] = 0
-        dv[h] = 0
+        probs = np.empty((tq, tk), q.dtype)
+        dscores = np.empty((tq, tk), q.dtype)
+        _row_products(q[h], k[h], probs, scale, n_keys, zeros_q, all_d_q)
+        _row_products(dout[h], v[h], dscores, one, n_keys, zeros_q, all_d_q)
         for i in range(tq):
-            n_keys = min(tk, i + tk - tq + 1) if causal else tk
-            probs, dscores = probs_buffer[:n_keys], dscores_buffer[:n_keys]
-            _row_scores(q[h, i], kt, scale, probs)
-            for j in range(n_keys):
-                probs[j] = fast_exp(probs[j] - lse[h, i])
-            do, o = dout[h, i], out[h, i]
-            _row_scores(do, vt, q.dtype.type(1), dscores)
-            delta = q.dtype.type(0)
-            for c in range(d):
-                delta += do[c] * o[c]
-            for j in range(n_keys):
-                dscores[j] = probs[j] * (dscores[j] - delta) * scale
-            dqi, qi = dq[h, i], q[h, i]
-            dqi[:] = 0
-            for j in range(n_keys):
-                ds, p = dscores[j], probs[j]
-                kj, dkj, dvj = k[h, j], dk[h, j], dv[h, j]
-                for c in range(d):
-                    dqi[c] += ds * kj[c]
-                    dkj[c] += ds * qi[c]
-                    dvj[c] += p * do[c]
+            delta = _dot(dout[h, i], out[h, i])  # = sum_j P_ij dP_ij
+            p_row, ds_row = probs[i], dscores[i]
+            for j in range(n_keys[i]):
+                p = fast_exp(p_row[j] - lse[h, i])
+                p_row[j] = p
+                ds_row[j] = p * (ds_row[j] - delta) * scale
+            p_row[n_keys[i]:] = 0
+            ds_row[n_keys[i]:] = 0
+        # dq = dS k, dk = dS^T q, dv = P^T dout (scale is already inside dS)
+        _row_products(dscores, np.ascontiguousarray(k[h].T), dq[h], one, all_d_q, zeros_q, n_keys)
+        _row_products(np.ascontiguousarray(dscores.T), np.ascontiguousarray(q[h].T), dk[h], one,
+                      all_d_k, first_query, all_q)
+        _row_products(np.ascontiguousarray(probs.T), np.ascontiguousarray(dout[h].T), dv[h], one,
+                      all_d_k, first_query, all_q)
 
 
 def _heads(x):
