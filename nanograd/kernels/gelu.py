@@ -23,13 +23,13 @@ CUBIC = 0.044715
 
 
 def gelu_forward_numpy(x):
-    u = SQRT_2_OVER_PI * (x + CUBIC * x**3)
+    u = SQRT_2_OVER_PI * (x + CUBIC * x * x * x)
     return (0.5 * x * (1.0 + np.tanh(u))).astype(x.dtype, copy=False)
 
 
 def gelu_backward_numpy(x, dy):
-    t = np.tanh(SQRT_2_OVER_PI * (x + CUBIC * x**3))
-    du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x**2)
+    t = np.tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x))
+    du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x * x)
     return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)).astype(x.dtype, copy=False)
 
 

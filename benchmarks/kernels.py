@@ -1,0 +1,130 @@
+"""Each numba kernel against its NumPy twin, and the numba GEMM against BLAS, on the GPT shapes.
+
+    python benchmarks/kernels.py [--quick] [--threads N]
+
+Config a: B=12, T=64, C=128, H=4, vocab 65.  Config b: B=64, T=256, C=384, H=6, vocab 65.
+--quick runs config a only. Each row times both sides back to back in this process (best of
+several runs after a warm-up call that also compiles) and prints their ratio: the machine is
+shared and noisy, so compare ratios from one run, not absolute times across runs.
+`run(quick, threads)` returns the rows as dicts for benchmarks/run.py.
+"""
+import argparse
+import time
+
+import numpy as np
+
+from nanograd import kernels as K
+from nanograd.kernels import (adamw, attention, cross_entropy, embedding, gelu, gemm, layer_norm,
+                              softmax)
+
+CONFIGS = {
+    "a": dict(batch=12, block=64, n_embd=128, n_head=4, vocab=65, n_params=810_000),
+    "b": dict(batch=64, block=256, n_embd=384, n_head=6, vocab=65, n_params=10_700_000),
+}
+
+
+def best_time(fn, args, budget_s):
+    """Best wall time of fn(*args) over repeats filling about budget_s (at least 3 runs)."""
+    fn(*args)
+    times = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def kernel_cases(cfg, rng):
+    """(name, shape text, module, kernel name, args) for every kernel at one GPT config."""
+    B, T, C, H, V = cfg["batch"], cfg["block"], cfg["n_embd"], cfg["n_head"], cfg["vocab"]
+    N, D = B * T, C // H
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    scores, dscores = randn(B * H * T, T), randn(B * H * T, T)
+    logits, x, hidden = randn(N, V), randn(N, C), randn(N, 4 * C)
+    targets = rng.integers(0, V, N)
+    weight, bias = randn(C), randn(C)
+    _, mean, rstd = layer_norm.layer_norm_forward_numpy(x, weight, bias, 1e-5)
+    q, k, v, dout = (randn(B, H, T, D) for _ in range(4))
+    out, lse = attention.attention_forward_numpy(q, k, v, True)
+    params = [randn(cfg["n_params"]) for _ in range(3)] + [np.abs(randn(cfg["n_params"]))]
+    ids = rng.integers(0, V, (B, T))
+    return [
+        ("softmax_forward", f"({B * H * T},{T})", softmax, "softmax_forward", (scores,)),
+        ("softmax_backward", f"({B * H * T},{T})", softmax, "softmax_backward",
+         (softmax.softmax_forward_numpy(scores), dscores)),
+        ("log_softmax_forward", f"({N},{V})", softmax, "log_softmax_forward", (logits,)),
+        ("log_softmax_backward", f"({N},{V})", softmax, "log_softmax_backward",
+         (softmax.log_softmax_forward_numpy(logits), randn(N, V))),
+        ("gelu_forward", f"({N},{4 * C})", gelu, "gelu_forward", (hidden,)),
+        ("gelu_backward", f"({N},{4 * C})", gelu, "gelu_backward", (hidden, randn(N, 4 * C))),
+        ("layer_norm_forward", f"({N},{C})", layer_norm, "layer_norm_forward", (x, weight, bias, 1e-5)),
+        ("layer_norm_backward", f"({N},{C})", layer_norm, "layer_norm_backward",
+         (randn(N, C), x, weight, mean, rstd)),
+        ("cross_entropy_forward", f"({N},{V})", cross_entropy, "cross_entropy_forward", (logits, targets, -1)),
+        ("cross_entropy_backward", f"({N},{V})", cross_entropy, "cross_entropy_backward",
+         (logits, targets, cross_entropy.cross_entropy_forward_numpy(logits, targets, -1)[1], -1, 1.0)),
+        ("attention_forward", f"({B},{H},{T},{D}) causal", attention, "attention_forward", (q, k, v, True)),
+        ("attention_backward", f"({B},{H},{T},{D}) causal", attention, "attention_backward",
+         (dout, q, k, v, out, lse, True)),
+        ("embedding_backward", f"ids ({B},{T}), C={C}", embedding, "embedding_backward",
+         (ids, randn(B, T, C), V)),
+        ("adamw_step", f"{cfg['n_params']:,} params", adamw, "adamw_step",
+         (*params, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1)),
+    ]
+
+
+def matmul_cases(cfg, rng):
+    """(shape text, a, b) for the GEMMs of one training step, forward and backward."""
+    B, T, C, H, V = cfg["batch"], cfg["block"], cfg["n_embd"], cfg["n_head"], cfg["vocab"]
+    N, D = B * T, C // H
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    cases = [(f"({N}x{C})@({C}x{n})", randn(N, C), randn(C, n)) for n in (3 * C, C, 4 * C, V)]
+    cases.append((f"({N}x{4 * C})@({4 * C}x{C})", randn(N, 4 * C), randn(4 * C, C)))
+    cases.append((f"({C}x{N})@({N}x{3 * C}) a=x.T view", randn(N, C).T, randn(N, 3 * C)))
+    cases.append((f"({B * H}x{T}x{D})@({B * H}x{D}x{T}) batched", randn(B * H, T, D), randn(B * H, D, T)))
+    return cases
+
+
+def run(quick=False, threads=2):
+    """Time every kernel at config a (and b unless quick); return one dict per row."""
+    K.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    budget = 0.2 if quick else 0.5
+    rows = []
+    for config_name in ("a",) if quick else ("a", "b"):
+        cfg = CONFIGS[config_name]
+        for name, shape, module, kernel, args in kernel_cases(cfg, rng):
+            numba_s = best_time(getattr(module, f"{kernel}_numba"), args, budget)
+            numpy_s = best_time(getattr(module, f"{kernel}_numpy"), args, budget)
+            rows.append(dict(kernel=name, config=config_name, shape=shape, ours="numba", peer="numpy",
+                             ours_ms=numba_s * 1e3, peer_ms=numpy_s * 1e3, speedup=numpy_s / numba_s))
+        for shape, a, b in matmul_cases(cfg, rng):
+            numba_s = best_time(gemm.matmul_numba, (a, b), budget)
+            blas_s = best_time(np.matmul, (a, b), budget)
+            gflop = 2 * a.size * b.shape[-1] / 1e9
+            rows.append(dict(kernel="matmul", config=config_name, shape=shape, ours="numba", peer="BLAS",
+                             ours_ms=numba_s * 1e3, peer_ms=blas_s * 1e3, speedup=blas_s / numba_s,
+                             ours_gflops=gflop / numba_s, peer_gflops=gflop / blas_s))
+    return rows
+
+
+def print_table(rows):
+    print(f"{'kernel':<24}{'cfg':<4}{'shape':<40}{'ours ms':>10}{'peer ms':>10}  {'peer':<6}{'peer/ours':>10}")
+    for row in rows:
+        print(f"{row['kernel']:<24}{row['config']:<4}{row['shape']:<40}{row['ours_ms']:>10.3f}"
+              f"{row['peer_ms']:>10.3f}  {row['peer']:<6}{row['speedup']:>9.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="config a only, shorter timing")
+    parser.add_argument("--threads", type=int, default=2)
+    options = parser.parse_args()
+    print_table(run(quick=options.quick, threads=options.threads))
