@@ -220,6 +220,10 @@ class BPETokenizer(Tokenizer):
             extend(cache.get(chunk) or uncacheable[chunk])
         return ids
 
+    def clear_cache(self) -> None:
+        """Forget the chunk -> ids cache (to free its memory, or to time encoding from cold)."""
+        self._cache.clear()
+
     def _special_regex(self, names) -> regex.Pattern:
         key = frozenset(names)
         if key not in self._special_regexes:
