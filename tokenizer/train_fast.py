@@ -12,7 +12,7 @@ How it is fast:
 1. The text is pre-split once and identical chunks are merged with a count (Shakespeare's 1.1 MB
    becomes ~15k distinct chunks), so work scales with the vocabulary of chunks, not the text.
 2. `where[pair]` lists the chunks that contain the pair, so a merge touches only those chunks. It
-   may list chunks that lost the pair since (they are skipped); pruning it would cost more.
+   may still list chunks that lost the pair since; those are skipped when met, not pruned eagerly.
 3. The next pair comes from a heap of (-count, pair) with lazy deletion: a count change pushes a new
    entry instead of updating the old one, and an entry whose count is no longer current is dropped
    when it surfaces.
