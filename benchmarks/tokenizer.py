@@ -114,7 +114,8 @@ def throughput_rows(tok: BPETokenizer, text: str, label: str, peer, rounds: int)
     targets = {"encode, cold cache": ">= 1/3 of tiktoken", "decode": ">= 50 MB/s"}
     rows = []
     for what in ("encode, cold cache", "encode, warm cache", "decode"):
-        row = {"name": f"{what}, {label}", "unit": "MB/s", "ours": megabytes / seconds[what], "target": targets.get(what)}
+        row = {"name": f"{what}, {label}", "unit": "MB/s", "ours": megabytes / seconds[what],
+               "target": targets.get(what)}
         if what in peer_of:
             row["peer"] = megabytes / seconds[peer_of[what]]
             row["ratio"] = row["ours"] / row["peer"]

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "and write PREFIX.model (for loading) and PREFIX.vocab (for reading).")
     p.add_argument("--input", required=True, help="UTF-8 text file to learn from ('-' for stdin)")
     p.add_argument("--out", required=True, help="output prefix: writes PREFIX.model and PREFIX.vocab")
-    p.add_argument("--kind", choices=["bpe", "char"], default="bpe", help="byte-level BPE (default) or one id per character")
+    p.add_argument("--kind", choices=["bpe", "char"], default="bpe",
+                   help="byte-level BPE (default) or one id per character")
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size, >= 256 (default 1024)")
     p.add_argument("--pattern", choices=sorted(PATTERNS), default="gpt4",
                    help="pre-split pattern: gpt4 (cl100k, default), gpt2, or none (no splitting)")

@@ -149,8 +149,9 @@ class BPETokenizer(Tokenizer):
         """Learn vocab_size - 256 merges from `text` (fewer if it runs out of pairs); return self.
 
         Each step merges the most frequent adjacent pair within the pre-split chunks; equally
-        frequent pairs go to the lowest (left id, right id) (see train_fast). Replaces earlier merges; byte ids become the identity. Special tokens already registered
-        are kept and must have ids >= vocab_size. `verbose` shows a progress bar.
+        frequent pairs go to the lowest (left id, right id) (see train_fast). Replaces earlier
+        merges; byte ids become the identity. Special tokens already registered are kept and must
+        have ids >= vocab_size. `verbose` shows a progress bar.
         """
         if not isinstance(vocab_size, int) or vocab_size < 256:
             raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")

@@ -39,7 +39,9 @@ def read_tiktoken(path) -> dict[bytes, int]:
                     raise ValueError
                 token, rank = base64.b64decode(words[0], validate=True), int(words[1])
             except (ValueError, binascii.Error):
-                raise ValueError(f"{path}, line {line_no}: expected '<base64 token> <rank>', got {line[:60]!r}") from None
+                raise ValueError(
+                    f"{path}, line {line_no}: expected '<base64 token> <rank>', got {line[:60]!r}"
+                ) from None
             if token in ranks:
                 raise ValueError(f"{path}, line {line_no}: token {token!r} is listed twice")
             ranks[token] = rank
