@@ -26,8 +26,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .fastmath import FAST, fast_exp, row_max
-from .softmax import softmax_backward_numpy
+from .fastmath import FAST, fast_exp
+from .softmax import softmax_backward_numpy, softmax_row
 
 
 def _check_inputs(q, k, v):
@@ -149,17 +149,8 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
         probs = np.empty((tq, tk), q.dtype)
         _row_products(q[h], k[h], probs, scale, n_keys, zeros, all_d)
         for i in range(tq):
-            row = probs[i, :n_keys[i]]
-            m = row_max(row)
-            total = q.dtype.type(0)
-            for j in range(row.shape[0]):
-                e = fast_exp(row[j] - m)
-                row[j] = e
-                total += e
-            inv_total = 1 / total
-            for j in range(row.shape[0]):
-                row[j] *= inv_total
-            lse[h, i] = m + math.log(total)
+            visible = probs[i, :n_keys[i]]
+            lse[h, i] = softmax_row(visible, visible)
             probs[i, n_keys[i]:] = 0
         _row_products(probs, np.ascontiguousarray(v[h].T), out[h], q.dtype.type(1), all_d, zeros, n_keys)
 

@@ -14,12 +14,11 @@ A target outside [0, V) that is not ignore_index raises ValueError naming the id
 The numba kernels compute a row's log-sum-exp in one pass over the row (vectorizable fast_exp) and
 form the backward's softmax again from lse instead of keeping an (N, V) probability array.
 """
-import math
-
 import numpy as np
 from numba import njit, prange
 
-from .fastmath import FAST, fast_exp, row_max
+from .fastmath import FAST, fast_exp
+from .softmax import logsumexp_row
 
 
 def _check_inputs(logits, targets, ignore_index):
@@ -64,13 +63,8 @@ def cross_entropy_backward_numpy(logits, targets, saved, ignore_index, dloss):
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _cross_entropy_forward_rows(logits, targets, valid, lse, row_loss):
     for i in prange(logits.shape[0]):
-        row = logits[i]
-        m = row_max(row)
-        total = logits.dtype.type(0)
-        for v in range(row.shape[0]):
-            total += fast_exp(row[v] - m)
-        lse[i] = m + math.log(total)
-        row_loss[i] = lse[i] - row[targets[i]] if valid[i] else 0
+        lse[i] = logsumexp_row(logits[i])
+        row_loss[i] = lse[i] - logits[i, targets[i]] if valid[i] else 0
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)

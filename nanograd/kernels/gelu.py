@@ -33,28 +33,27 @@ def gelu_backward_numpy(x, dy):
     return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)).astype(x.dtype, copy=False)
 
 
+@njit(cache=True, fastmath=FAST)
+def _gate(xi, c, a, one):
+    """(s, du/dx) at xi: s = sigmoid(2u), u = c (xi + a xi^3), constants in xi's dtype."""
+    u = c * (xi + a * xi * xi * xi)
+    return one / (one + fast_exp(-2 * u)), c * (one + 3 * a * xi * xi)
+
+
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _gelu_forward_flat(x, y):
-    c = x.dtype.type(SQRT_2_OVER_PI)
-    a = x.dtype.type(CUBIC)
-    one = x.dtype.type(1)
+    c, a, one = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(CUBIC), x.dtype.type(1)
     for i in prange(x.shape[0]):
-        xi = x[i]
-        u = c * (xi + a * xi * xi * xi)
-        y[i] = xi / (one + fast_exp(-2 * u))
+        s, _ = _gate(x[i], c, a, one)
+        y[i] = x[i] * s
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _gelu_backward_flat(x, dy, dx):
-    c = x.dtype.type(SQRT_2_OVER_PI)
-    a = x.dtype.type(CUBIC)
-    one = x.dtype.type(1)
+    c, a, one = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(CUBIC), x.dtype.type(1)
     for i in prange(x.shape[0]):
-        xi = x[i]
-        u = c * (xi + a * xi * xi * xi)
-        du_dx = c * (one + 3 * a * xi * xi)
-        s = one / (one + fast_exp(-2 * u))
-        dx[i] = dy[i] * (s + 2 * xi * s * (one - s) * du_dx)
+        s, du_dx = _gate(x[i], c, a, one)
+        dx[i] = dy[i] * (s + 2 * x[i] * s * (one - s) * du_dx)
 
 
 def gelu_forward_numba(x):

@@ -45,19 +45,35 @@ def log_softmax_backward_numpy(y, dy):
 
 # ---- numba kernels: one row per parallel iteration ----
 
+@njit(cache=True, fastmath=FAST)
+def softmax_row(x_row, y_row):
+    """y_row = softmax(x_row) for 1-D rows (y_row may be x_row itself); returns logsumexp(x_row)."""
+    m = row_max(x_row)
+    total = x_row.dtype.type(0)
+    for j in range(x_row.shape[0]):
+        e = fast_exp(x_row[j] - m)
+        y_row[j] = e
+        total += e
+    inv_total = 1 / total
+    for j in range(y_row.shape[0]):
+        y_row[j] *= inv_total
+    return m + math.log(total)
+
+
+@njit(cache=True, fastmath=FAST)
+def logsumexp_row(row):
+    """log(sum_j exp(row_j)) for a 1-D row, shifted by the row max so nothing overflows."""
+    m = row_max(row)
+    total = row.dtype.type(0)
+    for j in range(row.shape[0]):
+        total += fast_exp(row[j] - m)
+    return m + math.log(total)
+
+
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _softmax_forward_rows(x, y):
     for i in prange(x.shape[0]):
-        xr, yr = x[i], y[i]
-        m = row_max(xr)
-        total = x.dtype.type(0)
-        for j in range(xr.shape[0]):
-            e = fast_exp(xr[j] - m)
-            yr[j] = e
-            total += e
-        inv = 1 / total
-        for j in range(yr.shape[0]):
-            yr[j] *= inv
+        softmax_row(x[i], y[i])
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -75,11 +91,7 @@ def _softmax_backward_rows(y, dy, dx):
 def _log_softmax_forward_rows(x, z):
     for i in prange(x.shape[0]):
         xr, zr = x[i], z[i]
-        m = row_max(xr)
-        total = x.dtype.type(0)
-        for j in range(xr.shape[0]):
-            total += fast_exp(xr[j] - m)
-        log_norm = m + math.log(total)
+        log_norm = logsumexp_row(xr)
         for j in range(xr.shape[0]):
             zr[j] = xr[j] - log_norm
 
@@ -97,31 +109,27 @@ def _log_softmax_backward_rows(z, dy, dx):
 
 # ---- numba wrappers: same signatures as the twins ----
 
+def _on_rows(kernel, *arrays):
+    """Run kernel(rows_0, ..., out) on (N, V) contiguous views of equally shaped arrays."""
+    for other in arrays[1:]:
+        check_same_shape(arrays[0], other, "y", "dy")
+    rows = [as_rows(a).astype(arrays[0].dtype, copy=False) for a in arrays]
+    out = np.empty_like(rows[0])
+    kernel(*rows, out)
+    return out.reshape(arrays[0].shape)
+
+
 def softmax_forward_numba(x):
-    rows = as_rows(x)
-    y = np.empty_like(rows)
-    _softmax_forward_rows(rows, y)
-    return y.reshape(x.shape)
+    return _on_rows(_softmax_forward_rows, x)
 
 
 def softmax_backward_numba(y, dy):
-    check_same_shape(y, dy, "y", "dy")
-    y_rows, dy_rows = as_rows(y, "y"), as_rows(dy, "dy")
-    dx = np.empty_like(y_rows)
-    _softmax_backward_rows(y_rows, dy_rows, dx)
-    return dx.reshape(y.shape)
+    return _on_rows(_softmax_backward_rows, y, dy)
 
 
 def log_softmax_forward_numba(x):
-    rows = as_rows(x)
-    z = np.empty_like(rows)
-    _log_softmax_forward_rows(rows, z)
-    return z.reshape(x.shape)
+    return _on_rows(_log_softmax_forward_rows, x)
 
 
 def log_softmax_backward_numba(y, dy):
-    check_same_shape(y, dy, "y", "dy")
-    y_rows, dy_rows = as_rows(y, "y"), as_rows(dy, "dy")
-    dx = np.empty_like(y_rows)
-    _log_softmax_backward_rows(y_rows, dy_rows, dx)
-    return dx.reshape(y.shape)
+    return _on_rows(_log_softmax_backward_rows, y, dy)
