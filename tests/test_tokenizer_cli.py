@@ -36,12 +36,18 @@ def test_char_kind(tmp_path, capsys):
     assert run(capsys, "encode", "--model", tmp_path / "char.model", "--input", corpus) == "0 1 2 0 1 2\n"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["encode", "--help"], ["decode", "--help"]])
-def test_help_explains_each_command(argv, capsys):
+@pytest.mark.parametrize("argv, expected", [
+    (["--help"], ["train", "encode", "decode"]),
+    (["train", "--help"], ["--input", "--vocab-size", "--pattern", "--out", "progress bar"]),
+    (["encode", "--help"], ["--model", "--allowed-special", "none_raise"]),
+    (["decode", "--help"], ["--model", "whitespace"]),
+])
+def test_help_explains_each_command(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
-    assert "--" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(word in out for word in expected)
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
