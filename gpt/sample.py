@@ -65,12 +65,15 @@ def main(argv=None):
         model, tok = load_model(args.ckpt)
         pieces = stream_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                              args.top_p, args.seed)
-        sys.stdout.write(args.prompt)
+        first = next(pieces, "")  # bad options or a prompt outside the vocabulary fail here, before printing
+        sys.stdout.write(args.prompt + first)
         for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
     except (OSError, ValueError, RuntimeError) as e:  # a bad checkpoint, a prompt the vocabulary lacks
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("\ninterrupted")
     sys.stdout.write("\n")
 
 
