@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fastmath import FAST, fast_exp
-from .softmax import softmax_backward_numpy, softmax_row_inplace
+from .softmax import softmax_backward_numpy, softmax_row
 
 
 def _check_inputs(q, k, v):
@@ -178,11 +178,10 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
     scale = q.dtype.type(1 / math.sqrt(d))
     n_keys = _visible_keys(tq, tk, causal)
     for h in prange(n_heads):
-        probs = np.empty((tq, tk), q.dtype)
-        _row_products(q[h], k[h], probs, scale, n_keys)
+        scores, probs = np.empty((tq, tk), q.dtype), np.empty((tq, tk), q.dtype)
+        _row_products(q[h], k[h], scores, scale, n_keys)
         for i in range(tq):
-            visible = probs[i, :n_keys[i]]
-            lse[h, i] = softmax_row_inplace(visible)
+            lse[h, i] = softmax_row(scores[i, :n_keys[i]], probs[i, :n_keys[i]])
             probs[i, n_keys[i]:] = 0
         out[h] = 0
         _add_products(probs, v[h], out[h], n_keys)
