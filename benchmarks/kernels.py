@@ -4,7 +4,7 @@
 
 Config a: B=12, T=64, C=128, H=4, vocab 65.  Config b: B=64, T=256, C=384, H=6, vocab 65.
 --quick runs config a only. Each row times both sides back to back in this process (best of
-several runs after a warm-up call that also compiles) and prints their ratio: the machine is
+alternating runs after a warm-up call that also compiles) and prints their ratio: the machine is
 shared and noisy, so compare ratios from one run, not absolute times across runs.
 `run(quick, threads)` returns the rows as dicts for benchmarks/run.py.
 """
@@ -23,16 +23,19 @@ CONFIGS = {
 }
 
 
-def best_time(fn, args, budget_s):
-    """Best wall time of fn(*args) over repeats filling about budget_s (at least 3 runs)."""
-    fn(*args)
-    times = []
+def paired_best_times(ours, peer, args, budget_s):
+    """Best wall times of ours(*args) and peer(*args), run alternately (after one warm-up call each,
+    which also compiles) for about budget_s and at least 3 rounds, so both see the same machine."""
+    ours(*args)
+    peer(*args)
+    ours_times, peer_times = [], []
     deadline = time.perf_counter() + budget_s
-    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    while len(ours_times) < 3 or (time.perf_counter() < deadline and len(ours_times) < 200):
+        for fn, times in ((ours, ours_times), (peer, peer_times)):
+            start = time.perf_counter()
+            fn(*args)
+            times.append(time.perf_counter() - start)
+    return min(ours_times), min(peer_times)
 
 
 def kernel_cases(cfg, rng):
@@ -101,13 +104,12 @@ def run(quick=False, threads=2):
     for config_name in ("a",) if quick else ("a", "b"):
         cfg = CONFIGS[config_name]
         for name, shape, module, kernel, args in kernel_cases(cfg, rng):
-            numba_s = best_time(getattr(module, f"{kernel}_numba"), args, budget)
-            numpy_s = best_time(getattr(module, f"{kernel}_numpy"), args, budget)
+            numba_s, numpy_s = paired_best_times(getattr(module, f"{kernel}_numba"),
+                                                 getattr(module, f"{kernel}_numpy"), args, budget)
             rows.append(dict(kernel=name, config=config_name, shape=shape, ours="numba", peer="numpy",
                              ours_ms=numba_s * 1e3, peer_ms=numpy_s * 1e3, speedup=numpy_s / numba_s))
         for shape, a, b in matmul_cases(cfg, rng):
-            numba_s = best_time(gemm.matmul_numba, (a, b), budget)
-            blas_s = best_time(np.matmul, (a, b), budget)
+            numba_s, blas_s = paired_best_times(gemm.matmul_numba, np.matmul, (a, b), budget)
             gflop = 2 * a.size * b.shape[-1] / 1e9
             rows.append(dict(kernel="matmul", config=config_name, shape=shape, ours="numba", peer="BLAS",
                              ours_ms=numba_s * 1e3, peer_ms=blas_s * 1e3, speedup=blas_s / numba_s,

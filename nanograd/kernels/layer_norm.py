@@ -52,17 +52,18 @@ def layer_norm_backward_numpy(dy, x, weight, mean, rstd):
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
     n_cols = x.shape[1]
+    one, inv_n = x.dtype.type(1), x.dtype.type(1 / n_cols)  # typed: a Python number would promote float32
     for i in prange(x.shape[0]):
         xr, yr = x[i], y[i]
         total = x.dtype.type(0)
         for c in range(n_cols):
             total += xr[c]
-        mu = total / n_cols
+        mu = total * inv_n
         sq = x.dtype.type(0)
         for c in range(n_cols):
             d = xr[c] - mu
             sq += d * d
-        r = 1 / np.sqrt(sq / n_cols + eps)
+        r = one / np.sqrt(sq * inv_n + eps)
         for c in range(n_cols):
             yr[c] = (xr[c] - mu) * r * weight[c] + bias[c]
         mean[i] = mu
@@ -72,6 +73,7 @@ def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _layer_norm_backward_blocks(dy, x, weight, mean, rstd, dx, dweight_parts, dbias_parts):
     n_rows, n_cols = x.shape
+    inv_n = x.dtype.type(1 / n_cols)
     for block in prange(dweight_parts.shape[0]):
         dw, db = dweight_parts[block], dbias_parts[block]
         dw[:] = 0
@@ -88,8 +90,8 @@ def _layer_norm_backward_blocks(dy, x, weight, mean, rstd, dx, dweight_parts, db
                 gx_sum += g * xhat
                 dw[c] += dyr[c] * xhat
                 db[c] += dyr[c]
-            g_mean = g_sum / n_cols
-            gx_mean = gx_sum / n_cols
+            g_mean = g_sum * inv_n
+            gx_mean = gx_sum * inv_n
             for c in range(n_cols):
                 xhat = (xr[c] - mu) * r
                 dxr[c] = r * (dyr[c] * weight[c] - g_mean - xhat * gx_mean)

@@ -57,7 +57,7 @@ def softmax_row(x_row, y_row):
         e = fast_exp(x_row[j] - m)
         y_row[j] = e
         total += e
-    inv_total = 1 / total
+    inv_total = x_row.dtype.type(1) / total
     for j in range(y_row.shape[0]):
         y_row[j] *= inv_total
     return m + math.log(total)
