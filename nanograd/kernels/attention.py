@@ -202,8 +202,9 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
         for i in range(tq):
             delta = _dot(dout[h, i], out[h, i])  # = sum_j P_ij dP_ij
             p_row, ds_row = probs[i], dscores[i]
+            row_lse = lse[h, i]
             for j in range(n_keys[i]):
-                p = fast_exp(p_row[j] - lse[h, i])
+                p = fast_exp(p_row[j] - row_lse)
                 p_row[j] = p
                 ds_row[j] = p * (ds_row[j] - delta) * scale
             p_row[n_keys[i]:] = 0
