@@ -10,14 +10,19 @@ Backward (done by the engine with this same function): da = dc @ b^T, db = a^T @
 blocks of MR = 6 rows stored k-major; each parallel iteration owns one (batch, 6-row block) and
 keeps a 6 x 64 accumulator per panel, written to c once at the end.
 
-Measured choice (benchmarks/kernels.py, 2 threads, float32, this machine: LLVM here emits 256-bit
-vectors, so the 6 x 64 accumulator, 48 ymm registers, does not stay in registers):
-    2-D layer shapes, e.g. (768x128)@(128x384), (16384x384)@(384x1152): numba ~55-83 GFLOP/s,
-    OpenBLAS ~200-290 GFLOP/s, so the numba kernel takes 3.5-5.5x as long; narrow N=65 (a char
-    vocabulary) is worse still (~40 GFLOP/s, padded panel).
-    Batched attention shapes: the engine calls the fused attention kernel instead of matmul.
-So `matmul_by_shape`, the rule the public `matmul` uses under the numba backend, sends every shape
-to BLAS (np.matmul). The numba kernel stays as the twin it was measured against, tested equal.
+Measured choice (benchmarks/kernels.py, float32, this machine, Nov 2026). LLVM here emits 256-bit
+vectors and keeps the 6 x 64 accumulator (48 ymm registers' worth) in memory, so the kernel is far
+from the register-tiled ideal; no other tile shape measured better (narrower ones stay scalar).
+    1 thread, BLAS time / numba time: 2-D layer shapes of config a and b, e.g. (768x128)@(128x384),
+    (16384x384)@(384x1152), (16384x1536)@(1536x384): 0.26-0.35; narrow N=65 (the vocabulary):
+    0.17-0.18; batched attention shapes (48x64x32)@(48x32x64) and (384x256x64)@(384x64x256): 0.20
+    and 0.34.
+    2 threads: (768x128)@(128x384) numba 70 GFLOP/s, BLAS 219; (384x256x64)@(384x64x256) numba 35,
+    BLAS 86.
+BLAS wins at every shape class, by 3-8x, so `matmul_by_shape`, the rule the public `matmul` uses
+under the numba backend, sends every shape to BLAS (np.matmul). Attention never needs a batched
+matmul: it has its own fused kernel. `matmul_numba` stays as the measured alternative, tested
+equal to np.matmul, and benchmarks/kernels.py re-measures it on every run.
 """
 import numpy as np
 from numba import njit, prange
