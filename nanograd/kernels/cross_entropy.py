@@ -74,8 +74,9 @@ def _cross_entropy_backward_rows(logits, targets, valid, lse, scale, dlogits):
         if not valid[i]:
             out[:] = 0
             continue
+        row_lse = lse[i]  # a local, so the loop needs no alias check against out
         for v in range(row.shape[0]):
-            out[v] = fast_exp(row[v] - lse[i]) * scale
+            out[v] = fast_exp(row[v] - row_lse) * scale
         out[targets[i]] -= scale
 
 
