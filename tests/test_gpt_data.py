@@ -1,4 +1,6 @@
 """Tests for gpt.corpus (offline Shakespeare, files, download errors) and gpt.data (ids, split, batches)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,13 @@ def test_unknown_tokenizer_and_small_bpe_vocab_are_rejected(tmp_path):
         data.build_tokenizer("word", "text", cache=tmp_path)
     with pytest.raises(ValueError, match="vocab_size > 256"):
         data.build_tokenizer("bpe", "text", 200, cache=tmp_path)
+
+
+SHARED_TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@pytest.mark.skipif(not SHARED_TINYSHAKESPEARE.is_file(), reason="no local copy of tinyshakespeare.txt")
+def test_tinyshakespeare_from_a_local_copy(tmp_path):
+    (tmp_path / "tinyshakespeare.txt").write_bytes(SHARED_TINYSHAKESPEARE.read_bytes())
+    text = corpus.load_text("tinyshakespeare", cache=tmp_path)
+    assert len(text.encode("utf-8")) == corpus.TINYSHAKESPEARE_BYTES and text.startswith("First Citizen:\n")

@@ -186,3 +186,19 @@ def test_clear_errors_for_bad_ids_and_lengths():
         model(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="not divisible by n_head"):
         GPTConfig(n_embd=10, n_head=3)
+
+
+def test_cached_generation_feeds_one_position_per_token(monkeypatch):
+    model = GPT(TINY)
+    lengths = []
+    hidden = model._hidden
+
+    def recording_hidden(idx, *args):
+        lengths.append(idx.shape[1])
+        return hidden(idx, *args)
+
+    monkeypatch.setattr(model, "_hidden", recording_hidden)
+    model.generate(_ids((1, 3), 11), 10, seed=0)
+    # Prefill the 3-token prompt, one position per token until the 8-position window is full (5 tokens),
+    # then the window slides and each step re-reads the last block_size tokens.
+    assert lengths == [3, 1, 1, 1, 1, 1, 8, 8, 8, 8]
