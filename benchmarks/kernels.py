@@ -6,7 +6,8 @@ Config a: B=12, T=64, C=128, H=4, vocab 65.  Config b: B=64, T=256, C=384, H=6, 
 --quick runs config a only. Each row times both sides back to back in this process (best of
 alternating runs after a warm-up call that also compiles) and prints their ratio: the machine is
 shared and noisy, so compare ratios from one run, not absolute times across runs.
-`run(quick, threads)` returns the rows as dicts for benchmarks/run.py.
+`run(quick, threads)` returns the rows as dicts in benchmarks/run.py's format (name, unit, ours,
+peer, ratio = peer time / our time).
 """
 import argparse
 import time
@@ -95,6 +96,13 @@ def matmul_cases(cfg, rng):
     return cases
 
 
+def _row(kernel, config, shape, peer_name, ours_s, peer_s, **extra):
+    """One result in benchmarks/run.py's format: times in ms, ratio = peer / ours (above 1: numba faster)."""
+    return dict(name=f"{kernel} [{config}] {shape} vs {peer_name}", unit="ms", ours=ours_s * 1e3,
+                peer=peer_s * 1e3, ratio=peer_s / ours_s, kernel=kernel, config=config, shape=shape,
+                peer_name=peer_name, **extra)
+
+
 def run(quick=False, threads=2):
     """Time every kernel at config a (and b unless quick); return one dict per row."""
     K.set_num_threads(threads)
@@ -106,13 +114,11 @@ def run(quick=False, threads=2):
         for name, shape, module, kernel, args in kernel_cases(cfg, rng):
             numba_s, numpy_s = paired_best_times(getattr(module, f"{kernel}_numba"),
                                                  getattr(module, f"{kernel}_numpy"), args, budget)
-            rows.append(dict(kernel=name, config=config_name, shape=shape, ours="numba", peer="numpy",
-                             ours_ms=numba_s * 1e3, peer_ms=numpy_s * 1e3, speedup=numpy_s / numba_s))
+            rows.append(_row(name, config_name, shape, "numpy", numba_s, numpy_s))
         for shape, a, b in matmul_cases(cfg, rng):
             numba_s, blas_s = paired_best_times(gemm.matmul_numba, np.matmul, (a, b), budget)
             gflop = 2 * a.size * b.shape[-1] / 1e9
-            rows.append(dict(kernel="matmul", config=config_name, shape=shape, ours="numba", peer="BLAS",
-                             ours_ms=numba_s * 1e3, peer_ms=blas_s * 1e3, speedup=blas_s / numba_s,
+            rows.append(_row("matmul", config_name, shape, "BLAS", numba_s, blas_s,
                              ours_gflops=gflop / numba_s, peer_gflops=gflop / blas_s))
     return rows
 
@@ -120,8 +126,8 @@ def run(quick=False, threads=2):
 def print_table(rows):
     print(f"{'kernel':<24}{'cfg':<4}{'shape':<40}{'ours ms':>10}{'peer ms':>10}  {'peer':<6}{'peer/ours':>10}")
     for row in rows:
-        print(f"{row['kernel']:<24}{row['config']:<4}{row['shape']:<40}{row['ours_ms']:>10.3f}"
-              f"{row['peer_ms']:>10.3f}  {row['peer']:<6}{row['speedup']:>9.2f}x")
+        print(f"{row['kernel']:<24}{row['config']:<4}{row['shape']:<40}{row['ours']:>10.3f}"
+              f"{row['peer']:>10.3f}  {row['peer_name']:<6}{row['ratio']:>9.2f}x")
 
 
 if __name__ == "__main__":
