@@ -281,15 +281,14 @@ class Tensor:
         except ValueError:
             raise ValueError(f"@: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
 
+        if b.ndim == 2 and a.ndim > 2:
+            # (..., T, C) @ (C, O) is one GEMM on the rows folded together: NumPy would loop over the batch.
+            rows = self.reshape(-1, a.shape[-1]) @ other
+            return rows.reshape(a.shape[:-1] + (b.shape[-1],))
+
         def backward(g):
             grad_a = K.matmul(g, np.swapaxes(b, -1, -2)) if self.requires_grad else None
-            grad_b = None
-            if other.requires_grad:
-                if b.ndim == 2 and a.ndim > 2:
-                    # (..., T, C) @ (C, O): fold the batch into rows, one GEMM instead of many.
-                    grad_b = K.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-                else:
-                    grad_b = K.matmul(np.swapaxes(a, -1, -2), g)
+            grad_b = K.matmul(np.swapaxes(a, -1, -2), g) if other.requires_grad else None
             return grad_a, grad_b
 
         return Tensor._op(K.matmul(a, b), (self, other), backward)
