@@ -44,11 +44,14 @@ def test_layer_norm(shape, dtype, layout, seed):
     x, dy = make(rng, shape, dtype, layout, scale=2.0), make(rng, shape, dtype, layout)
     weight, bias = make(rng, shape[-1:], dtype), make(rng, shape[-1:], dtype)
     forward_numba, forward_numpy = both(layer_norm, "layer_norm_forward", x, weight, bias, 1e-5)
-    for got, want in zip(forward_numba, forward_numpy):
-        assert_close(got, want, dtype)
     _, mean, rstd = forward_numpy
+    # A rounding difference in the mean, ~eps * |x|, reaches xhat = (x - mean) * rstd multiplied by
+    # rstd: rows whose values nearly coincide have rstd up to 1/sqrt(eps) and amplify it that much.
+    condition = max(1.0, float(np.max(np.abs(x), initial=0.0) * np.max(rstd, initial=0.0)))
+    for got, want in zip(forward_numba, forward_numpy):
+        assert_close(got, want, dtype, condition)
     for got, want in zip(*both(layer_norm, "layer_norm_backward", dy, x, weight, mean, rstd)):
-        assert_close(got, want, dtype)
+        assert_close(got, want, dtype, condition)
 
 
 @given(dims, st.integers(1, 70), dtypes, layouts, seeds)
