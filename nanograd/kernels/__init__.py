@@ -6,7 +6,8 @@ Every kernel exists twice, side by side in its module: `<name>_numpy`, the reada
 - Backend: environment variable NANOGRAD_KERNELS = "numba" (default) | "numpy", read at import.
   `BACKEND` holds the active name; `use_backend(name)` switches at run time and also works as a
   context manager that switches back (`with K.use_backend("numpy"): ...`).
-- dtype: numba kernels are compiled for float32 and float64; any other float dtype runs the twin.
+- dtype: numba kernels are compiled for float32 and float64; other dtypes (float16, integer data)
+  run the twin.
 - matmul: under "numba" it goes through a measured rule, `gemm.matmul_by_shape`, which today sends
   every shape to NumPy's BLAS: the packed numba GEMM measured 3-8x slower here (see gemm.py).
 - Threads: `set_num_threads(n)` sets numba's and OpenBLAS's thread counts together (threads.py).
@@ -53,7 +54,9 @@ class use_backend:
 
 
 def _numba_compiled_for(args):
-    return all(a.dtype in _NUMBA_DTYPES for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    """True when the float arrays among args exist and are all float32/float64."""
+    float_dtypes = [a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    return bool(float_dtypes) and all(dtype in _NUMBA_DTYPES for dtype in float_dtypes)
 
 
 def _dispatch(module, name, numba_name=None):
