@@ -118,25 +118,29 @@ def _add_products(weights, rows, out, n_cols):
     """out[i] += sum_{j < n_cols_i} weights[i, j] * rows[j]: out += weights rows.
 
     Four rows j at a time, so each out[i] is loaded and stored once per four multiply-adds."""
+    m = weights.shape[0]
     n_max = 0
-    for i in range(weights.shape[0]):
+    for i in range(m):
         n_max = max(n_max, n_cols[i])
     for j0 in range(0, n_max - 3, 4):
         r0, r1, r2, r3 = rows[j0], rows[j0 + 1], rows[j0 + 2], rows[j0 + 3]
-        for i in range(weights.shape[0]):
-            if n_cols[i] > j0:
-                w0, w1, w2, w3 = weights[i, j0], weights[i, j0 + 1], weights[i, j0 + 2], weights[i, j0 + 3]
-                o = out[i]
-                for c in range(o.shape[0]):
-                    o[c] += w0 * r0[c] + w1 * r1[c] + w2 * r2[c] + w3 * r3[c]
+        for i in range(m):
+            if n_cols[i] <= j0:
+                continue
+            w = weights[i]
+            w0, w1, w2, w3 = w[j0], w[j0 + 1], w[j0 + 2], w[j0 + 3]
+            o = out[i]
+            for c in range(o.shape[0]):
+                o[c] += w0 * r0[c] + w1 * r1[c] + w2 * r2[c] + w3 * r3[c]
     for j in range(n_max - n_max % 4, n_max):
         r = rows[j]
-        for i in range(weights.shape[0]):
-            if n_cols[i] > j:
-                w = weights[i, j]
-                o = out[i]
-                for c in range(o.shape[0]):
-                    o[c] += w * r[c]
+        for i in range(m):
+            if n_cols[i] <= j:
+                continue
+            w = weights[i, j]
+            o = out[i]
+            for c in range(o.shape[0]):
+                o[c] += w * r[c]
 
 
 @njit(cache=True, fastmath=FAST)
