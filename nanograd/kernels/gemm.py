@@ -18,7 +18,9 @@ from the register-tiled ideal; no other tile shape measured better (narrower one
     0.17-0.18; batched attention shapes (48x64x32)@(48x32x64) and (384x256x64)@(384x64x256): 0.20
     and 0.34.
     2 threads: (768x128)@(128x384) numba 70 GFLOP/s, BLAS 219; (384x256x64)@(384x64x256) numba 35,
-    BLAS 86.
+    BLAS 86. The one unstable case: that batched shape in two benchmark runs under load measured
+    BLAS at 1.1x and 3.0x numba's time (OpenBLAS wakes its threads for every small GEMM), while
+    with 1 thread BLAS took 0.39x of numba's time.
 BLAS wins at every shape class, by 3-8x, so `matmul_by_shape`, the rule the public `matmul` uses
 under the numba backend, sends every shape to BLAS (np.matmul). Attention never needs a batched
 matmul: it has its own fused kernel. `matmul_numba` stays as the measured alternative, tested
