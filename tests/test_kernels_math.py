@@ -250,3 +250,21 @@ def test_set_num_threads():
         K.set_num_threads(before)
     with pytest.raises(ValueError, match="set_num_threads"):
         K.set_num_threads(0)
+
+
+@pytest.mark.parametrize("backend", K.BACKENDS)
+def test_nan_propagates_instead_of_raising(backend):
+    """A diverged model's NaN must flow out of every kernel (for the trainer to see), not crash inside one."""
+    nan = np.full((2, 3, 4, 8), np.nan, np.float32)
+    rows = nan.reshape(-1, 8)
+    targets = np.zeros(len(rows), np.int64)
+    weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
+    with K.use_backend(backend):
+        out, lse = K.attention_forward(nan, nan, nan, True)
+        results = [out, *K.attention_backward(nan, nan, nan, nan, out, lse, True), K.softmax_forward(rows),
+                   K.softmax_backward(rows, rows), K.log_softmax_forward(rows), K.gelu_forward(rows),
+                   K.gelu_backward(rows, rows), K.layer_norm_forward(rows, weight, bias, 1e-5)[0]]
+        loss, saved = K.cross_entropy_forward(rows, targets, -1)
+        results += [loss, K.cross_entropy_backward(rows, targets, saved, -1, 1.0)]
+    for result in results:
+        assert np.isnan(result).all()

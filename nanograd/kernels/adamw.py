@@ -41,7 +41,7 @@ def adamw_step_numpy(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, we
     param -= lr / (1 - beta1**step) * exp_avg / denom
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _adamw_flat(param, grad, m, v, decay, beta1, beta2, eps, step_size, inv_sqrt_bc2):
     one = param.dtype.type(1)
     for i in prange(param.shape[0]):

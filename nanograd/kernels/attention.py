@@ -72,7 +72,7 @@ def attention_backward_numpy(dout, q, k, v, out, saved, causal):
     return tuple(g.astype(q.dtype, copy=False) for g in (dq, dk, dv))
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def _dot4(a0, a1, a2, a3, b):
     """(a0 . b, a1 . b, a2 . b, a3 . b): four dot products share each load of b."""
     s0 = s1 = s2 = s3 = b.dtype.type(0)
@@ -85,7 +85,7 @@ def _dot4(a0, a1, a2, a3, b):
     return s0, s1, s2, s3
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def _dot(a, b):
     s = b.dtype.type(0)
     for l in range(b.shape[0]):
@@ -93,7 +93,7 @@ def _dot(a, b):
     return s
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def _row_products(a, b, out, scale, n_out):
     """out[i, j] = scale * (a[i] . b[j]) for j < n_out_i: out = scale a b^T, causally limited.
 
@@ -113,7 +113,7 @@ def _row_products(a, b, out, scale, n_out):
             out[i, j] = _dot(a[i], b[j]) * scale
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def _add_products(weights, rows, out, n_cols):
     """out[i] += sum_{j < n_cols_i} weights[i, j] * rows[j]: out += weights rows.
 
@@ -143,7 +143,7 @@ def _add_products(weights, rows, out, n_cols):
                 o[c] += w * r[c]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def _add_transposed_products(weights, rows, out, n_cols):
     """out[j] += sum_i weights[i, j] * rows[i] for j < n_cols_i: out += weights^T rows, no transpose.
 
@@ -166,7 +166,7 @@ def _add_transposed_products(weights, rows, out, n_cols):
                 o[c] += w * r[c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _visible_keys(tq, tk, causal):
     """For each query i, the number of keys it sees: i + (Tk - Tq) + 1 if causal, else Tk."""
     n_keys = np.empty(tq, np.int64)
@@ -175,7 +175,7 @@ def _visible_keys(tq, tk, causal):
     return n_keys
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_forward_heads(q, k, v, causal, out, lse):
     n_heads, tq, d = q.shape
     tk = k.shape[1]
@@ -191,7 +191,7 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
         _add_products(probs, v[h], out[h], n_keys)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
     n_heads, tq, d = q.shape
     tk = k.shape[1]

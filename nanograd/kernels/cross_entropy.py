@@ -60,14 +60,14 @@ def cross_entropy_backward_numpy(logits, targets, saved, ignore_index, dloss):
     return dlogits.astype(logits.dtype, copy=False)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _cross_entropy_forward_rows(logits, targets, valid, lse, row_loss):
     for i in prange(logits.shape[0]):
         lse[i] = logsumexp_row(logits[i])
         row_loss[i] = lse[i] - logits[i, targets[i]] if valid[i] else 0
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _cross_entropy_backward_rows(logits, targets, valid, lse, scale, dlogits):
     for i in prange(logits.shape[0]):
         row, out = logits[i], dlogits[i]

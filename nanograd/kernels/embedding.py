@@ -32,7 +32,7 @@ def embedding_backward_numpy(ids, dout, num_embeddings):
     return dweight
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _embedding_backward_blocks(ids, dout, dweight):
     n_cols = dout.shape[1]
     for block in prange(-(-n_cols // COLUMNS_PER_BLOCK)):

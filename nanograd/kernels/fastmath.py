@@ -8,7 +8,7 @@ the loop cannot vectorize. `fast_exp(x)` is a generic function the kernels call 
       exp(x) = 2^n * exp(r),  exp(r) ~ 1 + r + r^2 P(r)   (Cephes expf coefficients)
   2^n is built directly from exponent bits: the float32 whose bits are (n + 127) << 23.
   Inputs are clamped to [-87.3, 88.3] so 2^n stays a normal number; below -87.3 (including -inf)
-  the result is exactly 0, above 88.3 it saturates at ~2e38 instead of inf.
+  the result is exactly 0, above 88.3 it saturates at ~2e38 instead of inf; NaN gives NaN.
   Measured maximum relative error against float64 exp of the same float32 input: 8.4e-8 (float32
   rounding alone is 6e-8), on 5 million points spanning the range. Throughput ~8x libm's exp.
 - float64: math.exp itself, so float64 gradient checks through the kernels stay exact.
@@ -26,7 +26,9 @@ editing this module, delete nanograd/kernels/__pycache__ so kernels in other mod
 
 `FAST` is the set of LLVM fast-math flags the kernels compile with: `reassoc` lets row sums and
 dot products vectorize (it only reorders additions) and `contract` allows fused multiply-add. The
-flags that assume no inf/NaN are left out on purpose: causal masks use -inf.
+flags that assume no inf/NaN are left out on purpose: causal masks use -inf. Every kernel also
+compiles with error_model="numpy": a division by zero gives inf or NaN as in NumPy instead of
+raising inside the kernel, so a diverging model's NaN reaches the trainer's check as a NaN loss.
 """
 import math
 
@@ -99,7 +101,7 @@ def _from_order_key(typingctx, key, like):
     return like(key, like), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def row_max(row):
     """max(row) for a non-empty 1-D float32/float64 array, as a vectorizable integer max."""
     key = _order_key(row[0])
@@ -125,7 +127,9 @@ def _exp_float32(x):
     p = p * r + _P5
     exp_r = p * r * r + r + _ONE
     two_to_n = _int32_bits_as_float32(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
-    return exp_r * two_to_n if x >= _X_MIN else _ZERO
+    if x < _X_MIN:
+        return _ZERO
+    return x if x != x else exp_r * two_to_n  # NaN in, NaN out (both branches are vector selects)
 
 
 def _exp_float64(x):

@@ -37,7 +37,7 @@ def gelu_backward_numpy(x, dy):
 # float64 and send fast_exp to its scalar float64 branch. The gate math is written out in both
 # kernels rather than called from a helper: with the helper LLVM left the loop scalar (~9x slower).
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _gelu_forward_flat(x, y):
     c, a, one, two = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(CUBIC), x.dtype.type(1), x.dtype.type(2)
     for i in prange(x.shape[0]):
@@ -45,7 +45,7 @@ def _gelu_forward_flat(x, y):
         y[i] = xi / (one + fast_exp(-two * c * (xi + a * xi * xi * xi)))
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _gelu_backward_flat(x, dy, dx):
     c, a, one, two = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(CUBIC), x.dtype.type(1), x.dtype.type(2)
     for i in prange(x.shape[0]):

@@ -54,7 +54,7 @@ def matmul_numpy(a, b):
     return np.asarray(np.matmul(a, b))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _pack_panels(b, n_panels):
     """b (batch, K, N) -> zero-padded panels (batch, n_panels, K, NR)."""
     n_batch, k, n = b.shape
@@ -68,7 +68,7 @@ def _pack_panels(b, n_panels):
     return panels
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _packed_gemm(a, panels, c):
     n_batch, m, k = a.shape
     n = c.shape[2]

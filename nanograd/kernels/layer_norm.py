@@ -49,7 +49,7 @@ def layer_norm_backward_numpy(dy, x, weight, mean, rstd):
     return dx.astype(x.dtype, copy=False), dweight, rows.sum(axis=0)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
     n_cols = x.shape[1]
     one, inv_n = x.dtype.type(1), x.dtype.type(1 / n_cols)  # typed: a Python number would promote float32
@@ -70,7 +70,7 @@ def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
         rstd[i] = r
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _layer_norm_backward_blocks(dy, x, weight, mean, rstd, dx, dweight_parts, dbias_parts):
     n_rows, n_cols = x.shape
     inv_n = x.dtype.type(1 / n_cols)

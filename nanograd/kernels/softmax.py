@@ -45,7 +45,7 @@ def log_softmax_backward_numpy(y, dy):
 
 # ---- numba kernels: one row per parallel iteration ----
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def softmax_row(x_row, y_row):
     """y_row = softmax(x_row) for 1-D rows; returns logsumexp(x_row).
 
@@ -63,7 +63,7 @@ def softmax_row(x_row, y_row):
     return m + math.log(total)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def logsumexp_row(row):
     """log(sum_j exp(row_j)) for a 1-D row, shifted by the row max so nothing overflows."""
     m = row_max(row)
@@ -73,13 +73,13 @@ def logsumexp_row(row):
     return m + math.log(total)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _softmax_forward_rows(x, y):
     for i in prange(x.shape[0]):
         softmax_row(x[i], y[i])
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _softmax_backward_rows(y, dy, dx):
     for i in prange(y.shape[0]):
         yr, dyr, dxr = y[i], dy[i], dx[i]
@@ -90,7 +90,7 @@ def _softmax_backward_rows(y, dy, dx):
             dxr[j] = yr[j] * (dyr[j] - dot)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _log_softmax_forward_rows(x, z):
     for i in prange(x.shape[0]):
         xr, zr = x[i], z[i]
@@ -99,7 +99,7 @@ def _log_softmax_forward_rows(x, z):
             zr[j] = xr[j] - log_norm
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _log_softmax_backward_rows(z, dy, dx):
     for i in prange(z.shape[0]):
         zr, dyr, dxr = z[i], dy[i], dx[i]
