@@ -42,7 +42,7 @@ from tokenizer import CharTokenizer  # noqa: E402
 CLASSES = ("comedy", "tragedy", "history")
 GENRE_OF_FOLDER = {"comedies": "comedy", "tragedies": "tragedy", "roman": "tragedy", "histories": "history"}
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test).
-TINY = dict(pretrain_iters=20, n_layer=1, n_head=2, n_embd=32, block_size=32, passage_tokens=32,
+TINY = dict(pretrain_iters=20, tokenizer="char", n_layer=1, n_head=2, n_embd=32, block_size=32, passage_tokens=32,
             pretrain_chars=200_000, train_passages=30, test_passages=30, steps=12, batch_size=8,
             eval_every=6, unfreeze_every=3)
 
@@ -103,10 +103,11 @@ def pretrain(args, train_plays, test_plays):
     data_file = out / "plays.txt"
     data_file.write_text(text[: args.pretrain_chars], encoding="utf-8")
     config = TrainConfig(
-        out_dir=str(out), data=str(data_file), tokenizer="char", cache_dir=str(out / "cache"),
+        out_dir=str(out), data=str(data_file), tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+        cache_dir=str(out / "cache"),
         n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
         max_iters=args.pretrain_iters, warmup_iters=min(100, args.pretrain_iters // 10),
-        eval_interval=args.pretrain_iters or 1, eval_iters=5, sample_tokens=0, seed=args.seed,
+        eval_interval=args.pretrain_iters, eval_iters=5, sample_tokens=0, seed=args.seed,
         progress=args.progress,
     )
     result = Trainer(config).train()
@@ -198,11 +199,14 @@ def build_arg_parser():
     g = p.add_argument_group("pretraining (when neither --ckpt nor --pretrained is given)")
     g.add_argument("--pretrain-iters", type=int, default=600, help="optimizer steps of pretraining")
     g.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of text")
-    for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 64)):
+    g.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
+    g.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the bpe tokenizer (default 1024)")
+    for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 128)):
         g.add_argument(f"--{name}", type=int, default=default, help=f"{name} of the model (default {default})")
     g = p.add_argument_group("the task and fine-tuning")
     g.add_argument("--test-plays", type=int, default=2, help="plays of each genre held out for the test")
-    g.add_argument("--passage-tokens", type=int, default=64, help="tokens per passage (at most block_size)")
+    g.add_argument("--passage-tokens", type=int, default=None,
+                   help="tokens per passage (default: the model's block_size, at most 128)")
     g.add_argument("--train-passages", type=int, default=200, help="labelled passages to train on")
     g.add_argument("--test-passages", type=int, default=300, help="held-out passages to test on")
     g.add_argument("--steps", type=int, default=150, help="optimizer steps for each classifier")
@@ -221,7 +225,7 @@ def parse_args(argv=None):
     if args.tiny:
         parser.set_defaults(**TINY)
         args = parser.parse_args(argv)  # explicit flags still win over the tiny settings
-    for name in ("steps", "batch_size", "eval_every", "unfreeze_every", "train_passages", "test_passages"):
+    for name in ("pretrain_iters", "steps", "batch_size", "eval_every", "unfreeze_every", "train_passages", "test_passages"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -240,6 +244,7 @@ def main(argv=None):
         if args.ckpt:
             print("note: a train_shakespeare.py model has read the held-out plays' text (not their genres)")
         trunk, tok = load_model(args.ckpt or pretrain(args, train_plays, test_plays))
+    args.passage_tokens = args.passage_tokens or min(128, trunk.config.block_size)
     if args.passage_tokens > trunk.config.block_size:
         sys.exit(f"error: --passage-tokens {args.passage_tokens} exceeds the model's block_size "
                  f"{trunk.config.block_size}")

@@ -116,17 +116,25 @@ def load_weights(model, weights_path):
         raise FileNotFoundError(f"weights file not found: {weights_path}")
     targets = {name: array for name, array in model.state_dict().items() if name != "lm_head.weight"}
     try:
-        with safe_open(str(weights_path), framework="numpy") as f:
+        with _open(weights_path) as f:
             plan, tied_head = _match_names(f.keys(), targets, weights_path)
             for file_key, name in plan.items():
                 _check_tensor(f.get_slice(file_key), file_key, name, targets[name].shape, weights_path)
-            for file_key, name in plan.items():
+        for file_key, name in plan.items():
+            # The file is memory-mapped while open, and every page read stays resident until it is closed;
+            # reopening it per tensor keeps the peak at the model plus one tensor, not plus the whole file.
+            with _open(weights_path) as f:
                 tensor = f.get_tensor(file_key)
-                targets[name][...] = tensor.T if name.endswith(CONV1D_WEIGHTS) else tensor
-            if tied_head is not None:
+            targets[name][...] = tensor.T if name.endswith(CONV1D_WEIGHTS) else tensor
+        if tied_head is not None:
+            with _open(weights_path) as f:
                 _check_tied_head(f, tied_head, targets["transformer.wte.weight"], weights_path)
     except SafetensorError as e:
         raise PretrainedError(f"{weights_path}: unreadable safetensors file ({e})") from None
+
+
+def _open(weights_path):
+    return safe_open(str(weights_path), framework="numpy")
 
 
 def _match_names(file_keys, targets, source):
