@@ -5,6 +5,7 @@ token embedding. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys l
 Generation keeps a KV cache: the keys and values of every position seen so far, per layer, so each new
 token costs the work of one position instead of a pass over the whole context.
 """
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -194,15 +195,22 @@ class GPT(nn.Module):
     def decode(self, idx, cache):
         """Feed idx (B, T) after the cached positions, in eval mode without a graph; returns the logits of
         the last position (B, vocab_size) as an ndarray."""
+        with self._eval_mode(), no_grad():
+            hidden = self._hidden(self._check_ids(idx), cache.length, cache)
+            cache.length += idx.shape[1]
+            return self.lm_head(hidden[:, -1]).data
+
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode within the block, then the previous mode (no module walk if already in eval)."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
-            with no_grad():
-                hidden = self._hidden(self._check_ids(idx), cache.length, cache)
-                cache.length += idx.shape[1]
-                return self.lm_head(hidden[:, -1]).data
+            yield
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def decode_next(self, context, cache):
         """Logits (B, vocab_size) of the token after `context` (B, T), whose last token is the only one the
@@ -222,13 +230,14 @@ class GPT(nn.Module):
             raise ValueError("generate needs at least one token of context")
         rng = np.random.default_rng(seed)
         cache = self.new_kv_cache(context.shape[0])
-        logits = self.decode(context[:, -self.config.block_size :], cache)
-        for step in range(max_new_tokens):
-            token = sample_next_token(logits, rng, temperature, top_k, top_p)
-            yield token
-            if step + 1 < max_new_tokens:
-                context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
-                logits = self.decode_next(context, cache)
+        with self._eval_mode():  # once for the whole stream, not once per token
+            logits = self.decode(context[:, -self.config.block_size :], cache)
+            for step in range(max_new_tokens):
+                token = sample_next_token(logits, rng, temperature, top_k, top_p)
+                yield token
+                if step + 1 < max_new_tokens:
+                    context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
+                    logits = self.decode_next(context, cache)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
         """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids. See generate_stream."""

@@ -57,3 +57,14 @@ def test_stream_text_decodes_each_generated_token():
     assert len(pieces) == 20 and all(len(p) == 1 for p in pieces)
     expected = model.generate(np.array([tok.encode("abc")]), 20, temperature=1.0, seed=0)[0, 3:]
     assert "".join(pieces) == tok.decode(expected.tolist())
+
+
+def test_generation_restores_training_mode_even_when_stopped_early():
+    model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=8))
+    model.generate(np.zeros((1, 1), np.int64), max_new_tokens=3, seed=0)
+    assert model.training and model.transformer.h[0].training
+    stream = model.generate_stream(np.zeros((1, 1), np.int64), max_new_tokens=10, seed=0)
+    next(stream)
+    assert not model.training  # sampling runs in eval mode (no dropout)
+    stream.close()
+    assert model.training
