@@ -69,8 +69,8 @@ def save_checkpoint(path, ckpt, tokenizer_file=None):
             shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
         digests = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         _write_json(tmp / "manifest.json", {"format": FORMAT, "version": VERSION, "files": digests})
-        _fsync_dir_files(tmp)
-        _swap_into_place(tmp, path)
+        fsync_dir_files(tmp)
+        swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -119,7 +119,7 @@ def _old_name(path):
     return path.with_name(path.name + ".old")
 
 
-def _swap_into_place(tmp, path):
+def swap_into_place(tmp, path):
     """Rename the finished `tmp` directory to `path`, keeping the old checkpoint until the new one is in."""
     old = _old_name(path)
     if old.exists() and path.exists():
@@ -189,7 +189,7 @@ def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fsync_dir_files(directory):
+def fsync_dir_files(directory):
     """Flush every file to disk before the rename publishes the directory."""
     for p in directory.iterdir():
         with open(p, "rb") as f:

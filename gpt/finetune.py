@@ -38,7 +38,7 @@ class GPTClassifier(nn.Module):
 
     def forward(self, idx, labels=None):
         """idx (B, T) int ids -> (logits (B, n_classes), mean cross-entropy or None); labels (B,) ints."""
-        hidden = self.trunk._hidden(self.trunk._check_ids(idx))  # (B, T, C), the trunk without its lm_head
+        hidden = self.trunk.hidden_states(idx)  # (B, T, C), the trunk without its lm_head
         logits = self.head(hidden[:, -1])  # (B, n_classes)
         if labels is None:
             return logits, None

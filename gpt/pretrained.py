@@ -29,7 +29,7 @@ from safetensors.numpy import save_file
 from tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer
 from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
-from gpt.checkpoint import _fsync_dir_files, _swap_into_place
+from gpt.checkpoint import fsync_dir_files, swap_into_place
 from gpt.model import GPT, GPTConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -47,17 +47,22 @@ class PretrainedError(ValueError):
 
 def load_pretrained(path):
     """(GPT in eval mode, tokenizer) from a Hugging Face style GPT-2 folder (see the module docstring)."""
+    model = load_pretrained_model(path)
+    tok = load_tokenizer(path)
+    if tok.vocab_size > model.config.vocab_size:
+        raise PretrainedError(f"{path}: the tokenizer has {tok.vocab_size} tokens but the model only "
+                              f"{model.config.vocab_size} embeddings")
+    return model, tok
+
+
+def load_pretrained_model(path):
+    """The GPT alone (eval mode) from a pretrained folder's config.json and model.safetensors."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no pretrained model folder at {folder}")
-    config = config_from_hf(_read_config(folder / CONFIG_FILE), folder / CONFIG_FILE)
-    tok = load_tokenizer(folder)
-    if tok.vocab_size > config.vocab_size:
-        raise PretrainedError(f"{folder}: the tokenizer has {tok.vocab_size} tokens but the model only "
-                              f"{config.vocab_size} embeddings")
-    model = GPT(config)
+    model = GPT(config_from_hf(_read_config(folder / CONFIG_FILE), folder / CONFIG_FILE))
     load_weights(model, folder / WEIGHTS_FILE)
-    return model.eval(), tok
+    return model.eval()
 
 
 def config_from_hf(hf, source="config.json"):
@@ -220,8 +225,8 @@ def save_pretrained(model, path, tokenizer=None):
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if tokenizer is not None:
             _save_tokenizer(tokenizer, tmp)
-        _fsync_dir_files(tmp)
-        _swap_into_place(tmp, path)
+        fsync_dir_files(tmp)
+        swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,16 +2,19 @@
 
     python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:" --max-new-tokens 500 \\
         --temperature 0.8 --top-k 200 --top-p 0.95 --seed 0
+    python -m gpt.sample --pretrained path/to/gpt2 --prompt "Hello, I'm a language model,"
 """
 import argparse
 import codecs
 import sys
+import time
 
 import numpy as np
 
 import tokenizer
 from gpt.checkpoint import load_checkpoint
 from gpt.model import GPT, GPTConfig
+from gpt.pretrained import load_pretrained
 
 
 def load_model(ckpt_dir):
@@ -49,7 +52,10 @@ def _token_bytes(tok, token):
 
 def build_arg_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, help="checkpoint directory written by training")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="checkpoint directory written by training")
+    source.add_argument("--pretrained", help="Hugging Face style GPT-2 folder (config.json, model.safetensors, "
+                                             "vocab.json + merges.txt)")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random")
@@ -62,7 +68,8 @@ def build_arg_parser():
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
     try:
-        model, tok = load_model(args.ckpt)
+        model, tok = load_pretrained(args.pretrained) if args.pretrained else load_model(args.ckpt)
+        start = time.perf_counter()
         pieces = stream_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                              args.top_p, args.seed)
         first = next(pieces, "")  # bad options or a prompt outside the vocabulary fail here, before printing
@@ -70,11 +77,15 @@ def main(argv=None):
         for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
+        elapsed = time.perf_counter() - start
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        print(f"[{args.max_new_tokens} tokens in {elapsed:.1f} s: {args.max_new_tokens / elapsed:.1f} tokens/s]",
+              file=sys.stderr)
     except (OSError, ValueError, RuntimeError) as e:  # a bad checkpoint, a prompt the vocabulary lacks
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         sys.exit("\ninterrupted")
-    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":

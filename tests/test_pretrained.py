@@ -221,3 +221,16 @@ def test_a_model_without_biases_cannot_be_saved(tmp_path):
     with pytest.raises(PretrainedError, match="bias=False"):
         save_pretrained(model, tmp_path / "nobias")
     assert not (tmp_path / "nobias").exists()
+
+
+def test_methods_and_sample_command_open_a_pretrained_folder(folder, tmp_path, capsys):
+    model = GPT.from_pretrained(folder)
+    model.save_pretrained(tmp_path / "again")
+    again = GPT.from_pretrained(tmp_path / "again")
+    ids = [1, 2, 3]
+    assert np.array_equal(our_logits(model, ids), our_logits(again, ids))
+
+    from gpt import sample
+    sample.main(["--pretrained", str(folder), "--prompt", "to be", "--max-new-tokens", "5", "--seed", "0"])
+    out, err = capsys.readouterr()
+    assert out.startswith("to be") and "tokens/s" in err
