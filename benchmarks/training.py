@@ -6,7 +6,6 @@ Peak memory is measured in fresh child processes (one per side), since a process
 """
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -141,7 +140,17 @@ def peak_memory_child(side: str, name: str, threads: int) -> None:
         step = torch_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)), torch)
     for _ in range(3):
         step(idx, targets)
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux keeps that across exec, so a
+    child started by a big benchmark process would report its parent's peak. VmHWM starts afresh at exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: peak memory needs Linux")
 
 
 def memory_row(name: str, threads: int, quick: bool) -> dict:
