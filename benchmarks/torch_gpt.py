@@ -1,8 +1,20 @@
 """The PyTorch twin of gpt.GPT: the same architecture and parameter names, loaded with our weights,
 so a benchmark compares two implementations of one computation. Benchmark-only: PyTorch is never
 a runtime dependency of the project.
+
+Run as a module it is the peer's side of a benchmark row, in a process of its own:
+
+    python -m benchmarks.torch_gpt {train,sample,memory} CONFIG THREADS ROUNDS PER_ROUND
+
+and prints one JSON line. A process of its own, because importing nanograd sets OMP_WAIT_POLICY=PASSIVE
+(see nanograd/kernels/threads.py), which costs PyTorch's OpenMP pool ~45% of its speed at 2 threads
+(config a: 59 vs 33 ms a step, measured here): the peer runs with its own defaults. torch is imported
+before anything of ours, and the memory side never imports nanograd at all.
 """
+import json
 import math
+import sys
+import types
 
 import numpy as np
 import torch
@@ -108,3 +120,52 @@ class TorchGPT(nn.Module):
                 logits, _ = self(next_id, cache=cache, start=start)
                 start += 1
         return idx
+
+
+def torch_step(model, opt):
+    """One training step: forward, backward, clip to 1.0, AdamW; returns the loss."""
+    def step(idx, targets):
+        _, loss = model(torch.from_numpy(idx), torch.from_numpy(targets))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+    return step
+
+
+def main(argv):
+    kind, name, threads, rounds, per_round = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    torch.set_num_threads(threads)
+    from benchmarks.configs import CONFIGS, SAMPLE_TOKENS, make_batch, median_seconds, peak_rss_mib
+
+    config = types.SimpleNamespace(**CONFIGS[name]["config"], bias=True)
+    if kind == "memory":
+        model = TorchGPT(config)
+        step = torch_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
+        idx, targets = make_batch(name)
+        for _ in range(3):
+            step(idx, targets)
+        print(json.dumps({"peak_mib": peak_rss_mib()}))
+        return
+    from gpt import GPT, GPTConfig  # after torch: its OpenMP runtime has read the environment already
+
+    model = TorchGPT.from_ours(GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0))
+    if kind == "train":
+        step = torch_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
+        idx, targets = make_batch(name)
+        first_loss = step(idx, targets)
+        step(idx, targets)  # warm-up
+        seconds = median_seconds(lambda: step(idx, targets), rounds, per_round)
+        print(json.dumps({"first_loss": first_loss, "seconds": seconds}))
+    elif kind == "sample":
+        model.eval()
+        prompt = torch.zeros((1, 1), dtype=torch.int64)
+        model.generate(prompt, SAMPLE_TOKENS)  # warm-up
+        print(json.dumps({"seconds": median_seconds(lambda: model.generate(prompt, SAMPLE_TOKENS), rounds, 1)}))
+    else:
+        raise SystemExit(f"unknown kind {kind!r}: train, sample or memory")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
