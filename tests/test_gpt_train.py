@@ -94,15 +94,19 @@ def test_outputs_log_plot_sample_checkpoint(tmp_path, text_file):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0, on purpose
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
+@pytest.mark.parametrize("blow_up", [
+    lambda model: model.transformer.ln_f.weight.data.fill(np.inf),  # infinite logits
+    lambda model: model.transformer.h[0].attn.c_attn.weight.data.fill(np.nan),  # NaN through attention
+], ids=["inf-logits", "nan-attention"])
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file, blow_up):
     trainer = Trainer(_config(tmp_path, text_file, max_iters=10))
     trainer.train()
-    trainer.model.transformer.ln_f.weight.data[:] = np.inf  # a blown-up model: infinite logits
+    blow_up(trainer.model)
     trainer.config.max_iters = 20
     with pytest.raises(TrainingDiverged, match="loss is nan at step 10.*last good checkpoint"):
         trainer.train()
     ckpt = load_checkpoint(Path(trainer.config.out_dir) / "ckpt")
-    assert ckpt.step == 10 and np.isfinite(ckpt.model["transformer.ln_f.weight"]).all()
+    assert ckpt.step == 10 and all(np.isfinite(w).all() for w in ckpt.model.values())
 
 
 def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch):
