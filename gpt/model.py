@@ -2,17 +2,17 @@
 (causal self-attention, then a 4x MLP with GELU), a final LayerNorm, and an output head tied to the
 token embedding. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys line up with theirs.
 
-Generation keeps a KV cache: the keys and values of every position seen so far, per layer, so each new
+Generation runs the same model without autograd and with a KV cache (gpt/inference.py), so each new
 token costs the work of one position instead of a pass over the whole context.
 """
-import contextlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 import nanograd.functional as F
-from nanograd import Tensor, nn, no_grad, optim
+from nanograd import nn, optim
+from gpt import inference
 from gpt.sampling import sample_next_token
 
 
@@ -37,28 +37,6 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
-class KVCache:
-    """Keys and values of the positions processed so far, for every layer.
-
-    Buffers are (n_layer, B, n_head, block_size, head_size); positions [0, length) are filled.
-    """
-
-    def __init__(self, config, batch_size, dtype):
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.k = np.zeros(shape, dtype)
-        self.v = np.zeros(shape, dtype)
-        self.length = 0
-
-    def extend(self, layer, k, v):
-        """Store k, v (B, n_head, T, head_size) after the cached positions of `layer`; return all keys
-        and values so far as Tensors (B, n_head, length + T, head_size). The model advances `length`
-        once every layer has been extended."""
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length : end] = k.data
-        self.v[layer, :, :, self.length : end] = v.data
-        return Tensor(self.k[layer, :, :, :end]), Tensor(self.v[layer, :, :, :end])
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, rng):
         self.n_head = config.n_head
@@ -67,13 +45,11 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
 
-    def forward(self, x, cache=None, layer=None):
-        """x (B, T, C) -> (B, T, C). With a cache, x holds the positions after the cached ones."""
+    def forward(self, x):
+        """x (B, T, C) -> (B, T, C)."""
         B, T, C = x.shape
         qkv = self.c_attn(x).reshape(B, T, 3, self.n_head, C // self.n_head).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
-        if cache is not None:
-            k, v = cache.extend(layer, k, v)
         y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, n_head, T, head_size)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
         return F.dropout(self.c_proj(y), self.dropout, self.training)
@@ -98,8 +74,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x, cache=None, layer=None):
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -150,19 +126,22 @@ class GPT(nn.Module):
             )
         return idx
 
-    def _hidden(self, idx, start=0, cache=None):
-        """Final hidden states (B, T, C) for ids idx (B, T) sitting at positions start .. start+T-1."""
-        T = idx.shape[1]
-        if start + T > self.config.block_size:
+    def _check_length(self, length):
+        if length > self.config.block_size:
             raise ValueError(
-                f"sequence of length {start + T} is longer than block_size {self.config.block_size}; "
+                f"sequence of length {length} is longer than block_size {self.config.block_size}; "
                 f"crop the context to its last {self.config.block_size} tokens"
             )
+
+    def _hidden(self, idx):
+        """Final hidden states (B, T, C) for ids idx (B, T)."""
+        T = idx.shape[1]
+        self._check_length(T)
         tok = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
-        pos = F.embedding(np.arange(start, start + T), self.transformer.wpe.weight)  # (T, C)
+        pos = F.embedding(np.arange(T), self.transformer.wpe.weight)  # (T, C)
         x = F.dropout(tok + pos, self.config.dropout, self.training)
-        for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
+        for block in self.transformer.h:
+            x = block(x)
         return self.transformer.ln_f(x)
 
     def forward(self, idx, targets=None):
@@ -207,27 +186,14 @@ class GPT(nn.Module):
         return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
     def new_kv_cache(self, batch_size):
-        return KVCache(self.config, batch_size, self.transformer.wte.weight.dtype)
+        return inference.KVCache(self.config, batch_size, self.transformer.wte.weight.dtype)
 
     def decode(self, idx, cache):
-        """Feed idx (B, T) after the cached positions, in eval mode without a graph; returns the logits of
-        the last position (B, vocab_size) as an ndarray."""
-        with self._eval_mode(), no_grad():
-            hidden = self._hidden(self._check_ids(idx), cache.length, cache)
-            cache.length += idx.shape[1]
-            return self.lm_head(hidden[:, -1]).data
-
-    @contextlib.contextmanager
-    def _eval_mode(self):
-        """Eval mode within the block, then the previous mode (no module walk if already in eval)."""
-        was_training = self.training
-        if was_training:
-            self.eval()
-        try:
-            yield
-        finally:
-            if was_training:
-                self.train()
+        """Feed idx (B, T) after the cached positions, without dropout or a graph; returns the logits of
+        the last position (B, vocab_size) as an ndarray (see gpt/inference.py)."""
+        idx = self._check_ids(idx)
+        self._check_length(cache.length + idx.shape[1])
+        return inference.forward(self, idx, cache)
 
     def decode_next(self, context, cache):
         """Logits (B, vocab_size) of the token after `context` (B, T), whose last token is the only one the
@@ -247,14 +213,13 @@ class GPT(nn.Module):
             raise ValueError("generate needs at least one token of context")
         rng = np.random.default_rng(seed)
         cache = self.new_kv_cache(context.shape[0])
-        with self._eval_mode():  # once for the whole stream, not once per token
-            logits = self.decode(context[:, -self.config.block_size :], cache)
-            for step in range(max_new_tokens):
-                token = sample_next_token(logits, rng, temperature, top_k, top_p)
-                yield token
-                if step + 1 < max_new_tokens:
-                    context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
-                    logits = self.decode_next(context, cache)
+        logits = self.decode(context[:, -self.config.block_size :], cache)
+        for step in range(max_new_tokens):
+            token = sample_next_token(logits, rng, temperature, top_k, top_p)
+            yield token
+            if step + 1 < max_new_tokens:
+                context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
+                logits = self.decode_next(context, cache)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
         """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids. See generate_stream."""

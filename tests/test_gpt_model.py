@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import nanograd
 from nanograd import no_grad
-from gpt import GPT, GPTConfig
+from gpt import GPT, GPTConfig, inference
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.sampling import sample_next_token
 
@@ -191,13 +191,13 @@ def test_clear_errors_for_bad_ids_and_lengths():
 def test_cached_generation_feeds_one_position_per_token(monkeypatch):
     model = GPT(TINY)
     lengths = []
-    hidden = model._hidden
+    forward = inference.forward
 
-    def recording_hidden(idx, *args):
+    def recording_forward(model, idx, cache):
         lengths.append(idx.shape[1])
-        return hidden(idx, *args)
+        return forward(model, idx, cache)
 
-    monkeypatch.setattr(model, "_hidden", recording_hidden)
+    monkeypatch.setattr(inference, "forward", recording_forward)
     model.generate(_ids((1, 3), 11), 10, seed=0)
     # Prefill the 3-token prompt, one position per token until the 8-position window is full (5 tokens),
     # then the window slides and each step re-reads the last block_size tokens.

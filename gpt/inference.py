@@ -1,0 +1,81 @@
+"""Running a trained GPT forward without autograd: ids in, next-token logits out, for generation.
+
+The training forward (gpt/model.py) builds a graph of Tensors, paying microseconds of Python for every
+op so that backward can run later. Generating at batch 1 feeds one new position per token: a handful of
+matrix-vector products per layer, so that bookkeeping would be most of the time. Here the same math runs
+directly on the parameters' arrays, read by reference at every call (a training step's updates are seen
+at once, nothing is copied), with the same kernels as training where they pay at this size.
+
+A KV cache keeps the keys and values of every position seen so far, per layer, so each new token costs
+the work of one position instead of a pass over the whole context. tests/test_inference.py checks that
+these logits equal the training forward's.
+"""
+import numpy as np
+
+from nanograd import kernels as K
+
+
+class KVCache:
+    """Keys and values of the positions processed so far, for every layer.
+
+    Buffers are (n_layer, B, n_head, block_size, head_size); positions [0, length) are filled.
+    """
+
+    def __init__(self, config, batch_size, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = np.zeros(shape, dtype)
+        self.v = np.zeros(shape, dtype)
+        self.length = 0
+
+    def extend(self, layer, k, v):
+        """Store k, v (B, n_head, T, head_size) after the cached positions of `layer`; return views of all
+        keys and values so far (B, n_head, length + T, head_size). `forward` advances `length` once every
+        layer has been extended."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def forward(model, idx, cache):
+    """Logits (B, vocab_size) of the position after idx (B, T), whose ids sit right after the cached ones.
+
+    idx must hold valid ids and fit in the window (cache.length + T <= block_size): the caller checks.
+    Dropout is left out, as in eval mode.
+    """
+    transformer = model.transformer
+    start, T = cache.length, idx.shape[1]
+    x = transformer.wte.weight.data[idx] + transformer.wpe.weight.data[start : start + T]  # (B, T, C)
+    for layer, block in enumerate(transformer.h):
+        x = x + _attention(block.attn, _layer_norm(x, block.ln_1), cache, layer)
+        x = x + _mlp(block.mlp, _layer_norm(x, block.ln_2))
+    cache.length += T
+    last = _layer_norm(x[:, -1], transformer.ln_f)  # (B, C): only the next token's logits are wanted
+    return last @ model.lm_head.weight.data.T
+
+
+def _attention(attn, x, cache, layer):
+    """Causal self-attention of x (B, T, C) over the cached positions and its own -> (B, T, C)."""
+    B, T, C = x.shape
+    qkv = _linear(x, attn.c_attn).reshape(B, T, 3, attn.n_head, C // attn.n_head).transpose(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
+    k, v = cache.extend(layer, k, v)
+    y, _ = K.attention_forward(q, k, v, True)
+    return _linear(y.transpose(0, 2, 1, 3).reshape(B, T, C), attn.c_proj)
+
+
+def _mlp(mlp, x):
+    return _linear(K.gelu_forward(_linear(x, mlp.c_fc)), mlp.c_proj)
+
+
+def _linear(x, linear):
+    y = x @ linear.weight.data.T
+    if linear.bias is not None:
+        y += linear.bias.data
+    return y
+
+
+def _layer_norm(x, norm):
+    weight = norm.weight.data
+    bias = norm.bias.data if norm.bias is not None else np.zeros_like(weight)
+    return K.layer_norm_forward(x, weight, bias, norm.eps)[0]
