@@ -10,26 +10,38 @@ ULMFiT (Howard & Ruder, 2018) keep the nudging from erasing what pretraining lea
 
 Frozen parameters get `requires_grad = False`, so no graph is built through them (a frozen trunk costs a
 forward pass only) and the optimizer, which skips parameters without a gradient, leaves them untouched.
+
+`fit` trains a classifier that way and keeps the weights of its best evaluation on a validation split
+(early stopping), so the number of steps is chosen on labelled data, never on a test set.
 """
+from dataclasses import dataclass, field
+
 import numpy as np
 
 import nanograd.functional as F
-from nanograd import nn, no_grad, optim
+from nanograd import Tensor, nn, no_grad, optim
 
 ULMFIT_LR_DECAY = 2.6
+POOLING = ("mean", "last")
 
 
 class GPTClassifier(nn.Module):
-    """A GPT trunk and a linear head: the final hidden state of the last position -> class logits.
+    """A GPT trunk and a linear head: the trunk's final hidden states (B, T, C), pooled to (B, C) -> class logits.
 
-    In a causal model only the last position has attended to the whole passage, so its hidden state (after
-    the final LayerNorm) summarises it. The trunk's output head (lm_head) is not used.
+    pool="last" reads the last position, the only one that has attended to the whole passage in a causal
+    model; but a language model shapes that state to predict the *next* token, so it mostly describes the
+    passage's last few words. pool="mean" averages every position's state, so each word of the passage
+    speaks, and what many of them share (the genre, the subject) adds up while the word-level detail averages
+    out. The trunk's output head (lm_head) is not used.
     """
 
-    def __init__(self, trunk, n_classes, seed=0):
+    def __init__(self, trunk, n_classes, seed=0, pool="mean"):
         if n_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {n_classes}")
+        if pool not in POOLING:
+            raise ValueError(f"pool must be one of {', '.join(POOLING)}, got {pool!r}")
         self.trunk = trunk
+        self.pool = pool
         rng = np.random.default_rng(seed)
         self.head = nn.Linear(trunk.config.n_embd, n_classes, dtype=trunk.transformer.wte.weight.dtype, rng=rng)
         # GPT-2's initialisation, as for every other Linear of the trunk.
@@ -39,7 +51,8 @@ class GPTClassifier(nn.Module):
     def forward(self, idx, labels=None):
         """idx (B, T) int ids -> (logits (B, n_classes), mean cross-entropy or None); labels (B,) ints."""
         hidden = self.trunk.hidden_states(idx)  # (B, T, C), the trunk without its lm_head
-        logits = self.head(hidden[:, -1])  # (B, n_classes)
+        features = hidden.mean(axis=1) if self.pool == "mean" else hidden[:, -1]  # (B, C)
+        logits = self.head(features)  # (B, n_classes)
         if labels is None:
             return logits, None
         labels = np.asarray(labels)
@@ -49,17 +62,20 @@ class GPTClassifier(nn.Module):
             raise ValueError(f"labels must be class ids in [0, {self.head.weight.shape[0]})")
         return logits, F.cross_entropy(logits, labels)
 
-    def predict(self, idx, batch_size=64):
-        """Class ids (B,) for passages idx (B, T), in eval mode without a graph."""
+    def evaluate(self, idx, labels, batch_size=64):
+        """(predicted class ids (B,), mean cross-entropy) for passages idx (B, T), in eval mode without a graph."""
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                return np.concatenate([
-                    self(idx[i : i + batch_size])[0].data.argmax(axis=-1) for i in range(0, len(idx), batch_size)
-                ])
+                logits = np.concatenate([self(idx[i : i + batch_size])[0].data for i in range(0, len(idx), batch_size)])
         finally:
             self.train(was_training)
+        return logits.argmax(axis=-1), F.cross_entropy(Tensor(logits), np.asarray(labels)).item()
+
+    def predict(self, idx, batch_size=64):
+        """Class ids (B,) for passages idx (B, T), in eval mode without a graph."""
+        return self.evaluate(idx, np.zeros(len(idx), np.int64), batch_size)[0]
 
     def layer_groups(self):
         """The parameters in groups from the top of the network down: the head; the last block with the final
@@ -89,3 +105,57 @@ class GPTClassifier(nn.Module):
             for depth, params in enumerate(self.layer_groups())
         ]
         return optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+@dataclass
+class FitResult:
+    best_step: int  # the step whose weights the classifier keeps
+    best_val_loss: float
+    # One point per evaluation: (step, mean training loss since the last point, validation accuracy).
+    curve: list = field(default_factory=list)
+
+
+def fit(clf, optimizer, train, val, steps, batch_size, eval_every, rng, unfreeze_every=None, on_eval=None):
+    """Train `clf` for `steps` steps on (ids (N, T), labels (N,)) pairs and keep its weights from the
+    evaluation with the lowest validation loss (the loss, not the accuracy: on a few dozen passages the
+    accuracy moves in coarse steps and ties often). Returns a FitResult.
+
+    unfreeze_every=None trains every parameter from the start; an integer k trains the head alone for the
+    first k steps, then unfreezes one more layer group every k steps (ULMFiT's gradual unfreezing).
+    on_eval(step), if given, runs at every evaluation (to record a test curve that takes no part in the
+    choice). Batches come from `rng`, so two classifiers given equal generators see the same batches.
+    """
+    train_ids, train_labels = train
+    n_groups = len(clf.layer_groups())
+    clf.set_trainable(1 if unfreeze_every else n_groups)
+    clf.train()
+    result, losses, best_state = FitResult(0, float("inf")), [], None
+
+    def evaluate(step):
+        nonlocal best_state
+        predicted, val_loss = clf.evaluate(*val)
+        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"),
+                             float(np.mean(predicted == val[1]))))
+        losses.clear()
+        if on_eval is not None:
+            on_eval(step)
+        if val_loss < result.best_val_loss:
+            result.best_step, result.best_val_loss = step, val_loss
+            best_state = {name: array.copy() for name, array in clf.state_dict().items()}
+
+    evaluate(0)
+    for step in range(1, steps + 1):
+        if unfreeze_every and (step - 1) % unfreeze_every == 0:
+            clf.set_trainable(min(1 + (step - 1) // unfreeze_every, n_groups))
+        batch = rng.choice(len(train_labels), size=min(batch_size, len(train_labels)), replace=False)
+        optimizer.zero_grad()
+        _, loss = clf(train_ids[batch], train_labels[batch])
+        loss.backward()
+        optim.clip_grad_norm_(clf.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            evaluate(step)
+    clf.load_state_dict(best_state)
+    clf.set_trainable(n_groups)
+    return result
