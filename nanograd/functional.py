@@ -3,7 +3,7 @@
 Each function is one node in the graph whose forward and backward are array kernels from
 `nanograd.kernels` (numba by default, NumPy twins with NANOGRAD_KERNELS=numpy). One fused node
 instead of a chain of small ones saves memory and time; the math of each is written out in its
-kernel module. `linear` and `dropout` are compositions of Tensor ops.
+kernel module (`linear` calls BLAS directly). `dropout` is a composition of Tensor ops.
 """
 from __future__ import annotations
 
@@ -116,12 +116,31 @@ def embedding(ids, weight: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias, with weight (out_features, in_features) as in PyTorch."""
-    if x.shape[-1] != weight.shape[1]:
+    """x @ weight.T + bias, with weight (out_features, in_features) as in PyTorch; x (..., in_features).
+
+    One node rather than transpose, matmul and add: the leading axes fold into one GEMM of rows, the
+    transposed weight is only a BLAS flag, and the bias is added in place. Backward, with g (N, out):
+        dx = g @ weight,   dweight = g^T x,   dbias = sum of g over rows.
+    """
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
                          f"(expected last input dim {weight.shape[1]})")
-    out = x @ weight.T
-    return out + bias if bias is not None else out
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}")
+    n_in, n_out = weight.shape[1], weight.shape[0]
+    rows = x.data.reshape(-1, n_in)  # (N, in)
+    out = K.matmul(rows, weight.data.T)
+    if bias is not None:
+        out += bias.data
+
+    def backward(g):
+        g = g.reshape(-1, n_out)
+        dx = K.matmul(g, weight.data).reshape(x.shape) if x.requires_grad else None
+        dweight = K.matmul(g.T, rows) if weight.requires_grad else None
+        return (dx, dweight) + ((g.sum(axis=0),) if bias is not None else ())
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return Tensor._op(out.reshape(x.shape[:-1] + (n_out,)), parents, backward)
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:

@@ -138,7 +138,11 @@ class Tensor:
     # --- backpropagation ----------------------------------------------------------------------
 
     def _accumulate(self, grad: np.ndarray) -> None:
-        grad = unbroadcast(np.asarray(grad, dtype=self.dtype), self.shape)
+        grad = np.asarray(grad)
+        if grad.dtype != self.dtype:
+            grad = grad.astype(self.dtype)
+        if grad.shape != self.shape:
+            grad = unbroadcast(grad, self.shape)
         assert grad.shape == self.shape, f"gradient of shape {grad.shape} for a tensor of shape {self.shape}"
         if self.grad is None:
             # A leaf gets its own copy: the same array may flow to several parents, and optimizers

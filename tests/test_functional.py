@@ -148,12 +148,24 @@ def test_embedding_bad_id_is_named():
         F.embedding(np.array([1, 9]), Tensor(np.zeros((4, 2))))
 
 
-@given(arrays(st.just((3, 4))))
-def test_linear(a):
-    rng = np.random.default_rng(2)
-    x, weight, bias = leaf(a), leaf(rng.standard_normal((5, 4))), leaf(rng.standard_normal(5))
-    assert np.allclose(F.linear(x, weight, bias).data, a @ weight.data.T + bias.data)
-    assert gradcheck(F.linear, [x, weight, bias])
+@given(st.sampled_from([(4,), (3, 4), (2, 3, 4), (1, 2, 1, 4)]), st.booleans(), st.booleans(), st.integers(0, 9))
+def test_linear_matches_composite_and_gradcheck(shape, with_bias, strided, seed):
+    """The fused node equals x @ W.T + b for any leading shape, with or without bias, on strided inputs."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal(shape[:-1] + (2 * shape[-1],))
+    x = leaf(data[..., ::2] if strided else data[..., : shape[-1]])
+    weight, bias = leaf(rng.standard_normal((5, 4))), leaf(rng.standard_normal(5)) if with_bias else None
+    expected = x.data @ weight.data.T + (bias.data if with_bias else 0)
+    assert np.allclose(F.linear(x, weight, bias).data, expected, rtol=1e-12, atol=1e-12)
+    inputs = [x, weight] + ([bias] if with_bias else [])
+    assert gradcheck(lambda *t: F.linear(t[0], t[1], t[2] if with_bias else None), inputs)
+
+
+def test_linear_names_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"input of shape \(2, 3\) does not match weight of shape \(5, 4\)"):
+        F.linear(Tensor(np.zeros((2, 3))), Tensor(np.zeros((5, 4))))
+    with pytest.raises(ValueError, match=r"bias of shape \(4,\)"):
+        F.linear(Tensor(np.zeros((2, 4))), Tensor(np.zeros((5, 4))), Tensor(np.zeros(4)))
 
 
 def test_dropout_scales_kept_elements_and_is_identity_in_eval():
