@@ -11,12 +11,17 @@ with a learning rate that warms up linearly and then follows a cosine down to `m
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
 run is bit-for-bit the run that was never stopped.
+
+Data-parallel over MPI (`mpirun -n 2 python -m gpt.train ...`, see gpt/distributed.py): every rank draws the
+same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
+the gradients before clipping. Evaluations are sharded the same way and averaged, so every rank knows the
+losses; rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each rank has its
+own dropout stream, saved in the checkpoint, so a resumed run resumes on every rank.
 """
 import argparse
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import sys
 import threading
@@ -29,7 +34,7 @@ from tqdm import tqdm
 
 import nanograd
 from nanograd import kernels, no_grad, optim
-from gpt import data
+from gpt import data, distributed
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.model import GPT, GPTConfig
 from gpt.report import TrainingLog, plot_losses
@@ -56,7 +61,7 @@ class TrainConfig:
     block_size: int = _option(64, "context length in tokens")
     dropout: float = _option(0.0, "dropout probability")
     bias: bool = _option(True, "biases in Linear and LayerNorm layers")
-    batch_size: int = _option(12, "sequences per micro-batch")
+    batch_size: int = _option(12, "sequences per micro-batch, over all MPI ranks together")
     grad_accum: int = _option(1, "micro-batches averaged per step")
     max_iters: int = _option(2000, "optimizer steps")
     learning_rate: float = _option(1e-3, "peak learning rate")
@@ -99,14 +104,17 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, config):
+    def __init__(self, config, world=None):
         self.config = c = config
+        self.world = distributed.world() if world is None else world
+        self.rows = self.world.batch_slice(c.batch_size)  # this rank's slice of every global batch
         self.out_dir = Path(c.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.out_dir / "ckpt"
         ckpt = load_checkpoint(self.ckpt_dir) if c.resume else None
         if ckpt is None:
-            self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
+            with self.world.main_first():  # rank 0 trains and caches the tokenizer, the others read it
+                self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
             names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
             vocab_size = self.data.tokenizer.vocab_size
             model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
@@ -115,8 +123,9 @@ class Trainer:
             model_config = GPTConfig(**ckpt.config)
         self.model = GPT(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
-        self.rng = np.random.default_rng(c.seed)  # draws the training batches
-        nanograd.manual_seed(c.seed)  # drives dropout
+        self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
+        # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
+        nanograd.manual_seed(c.seed if self.world.is_main else [c.seed, self.world.rank])
         self.step = 0
         self.last_eval = None  # (step, train loss, val loss)
         if ckpt is not None:
@@ -126,26 +135,52 @@ class Trainer:
         eval_rng = np.random.default_rng([c.seed, 1])
         block = model_config.block_size
         self.eval_batches = {
-            split: [data.get_batch(ids, c.batch_size, block, eval_rng) for _ in range(c.eval_iters)]
+            split: [self._local(data.get_batch(ids, c.batch_size, block, eval_rng)) for _ in range(c.eval_iters)]
             for split, ids in (("train", self.data.train), ("val", self.data.val))
         }
-        self.log = TrainingLog(self.out_dir / "log.csv", resume_step=self.step if ckpt is not None else None)
+        self.log = None
+        if self.world.is_main:
+            self.log = TrainingLog(self.out_dir / "log.csv", resume_step=self.step if ckpt is not None else None)
+        self._check_ranks_agree()
+
+    def _local(self, batch):
+        x, y = batch
+        return x[self.rows], y[self.rows]
+
+    def _log(self, kind, step, **values):
+        if self.log is not None:
+            self.log.write(kind, step, **values)
+
+    def _check_ranks_agree(self):
+        self.world.check_identical([p.data for p in self.model.parameters()], "weights")
 
     def _restore(self, ckpt):
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.rng.bit_generator.state = ckpt.rng["numpy"]
-        nanograd.set_rng_state(ckpt.rng["nanograd"])
+        dropout_states = ckpt.rng.get("nanograd_ranks", [ckpt.rng["nanograd"]])
+        if self.world.rank < len(dropout_states):
+            nanograd.set_rng_state(dropout_states[self.world.rank])
+        else:  # resumed with more ranks than saved the checkpoint: a fresh stream for this one
+            nanograd.manual_seed([self.config.seed, self.world.rank, ckpt.step])
         self.step = ckpt.step
         self.last_eval = tuple(ckpt.extra["last_eval"]) if ckpt.extra.get("last_eval") else None
 
     def save(self):
+        """Write a checkpoint (rank 0); every rank takes part, checking the weights agree."""
+        self._check_ranks_agree()
+        dropout_states = self.world.gather(nanograd.get_rng_state())
+        if not self.world.is_main:
+            return
+        rng = {"numpy": self.rng.bit_generator.state, "nanograd": dropout_states[0]}
+        if len(dropout_states) > 1:
+            rng["nanograd_ranks"] = dropout_states
         ckpt = Checkpoint(
             model=self.model.state_dict(),
             config=dataclasses.asdict(self.model.config),
             step=self.step,
             optimizer=self.optimizer.state_dict(),
-            rng={"numpy": self.rng.bit_generator.state, "nanograd": nanograd.get_rng_state()},
+            rng=rng,
             extra={
                 "last_eval": list(self.last_eval) if self.last_eval else None,
                 "train_config": dataclasses.asdict(self.config),
@@ -154,18 +189,19 @@ class Trainer:
         save_checkpoint(self.ckpt_dir, ckpt, tokenizer_file=self.data.tokenizer_path)
 
     def evaluate(self):
-        """Mean loss over the fixed evaluation batches of each split, in eval mode (no dropout)."""
+        """Mean loss over the fixed evaluation batches of each split, in eval mode (no dropout); under MPI
+        each rank evaluates its slice of every batch and the batch losses are averaged over the ranks."""
         self.model.eval()
         try:
             with no_grad():
-                losses = {
-                    split: float(np.mean([self.model(x, y)[1].item() for x, y in batches]))
-                    for split, batches in self.eval_batches.items()
-                }
+                batch_losses = [[self.model(x, y)[1].item() for x, y in batches]
+                                for batches in self.eval_batches.values()]
         finally:
             self.model.train()
+        means = self.world.mean(batch_losses).mean(axis=1)
+        losses = {split: float(loss) for split, loss in zip(self.eval_batches, means)}
         self.last_eval = (self.step, losses["train"], losses["val"])
-        self.log.write("eval", self.step, loss=losses["train"], val_loss=losses["val"])
+        self._log("eval", self.step, loss=losses["train"], val_loss=losses["val"])
         return losses
 
     def learning_rate(self, step):
@@ -181,13 +217,14 @@ class Trainer:
         self.optimizer.zero_grad()
         total = 0.0
         for _ in range(c.grad_accum):
-            x, y = data.get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.rng)
-            _, loss = self.model(x, y)
-            value = loss.item()
-            self._check_finite("training loss", value)
+            batch = data.get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.rng)
+            _, loss = self.model(*self._local(batch))
             # Dividing by grad_accum makes the summed gradients those of the mean over all micro-batches.
             (loss / c.grad_accum).backward()
-            total += value / c.grad_accum
+            total += loss.item() / c.grad_accum
+        # Checked after the allreduce, so that every rank sees the same loss and stops at the same step.
+        total = self.world.average_gradients(self.model.parameters(), total)
+        self._check_finite("training loss", total)
         if c.grad_clip > 0:
             norm = optim.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self._check_finite("gradient norm", norm)
@@ -207,13 +244,15 @@ class Trainer:
         for split, loss in losses.items():
             self._check_finite(f"{split} loss", loss)  # never overwrite a good checkpoint with a broken model
         self.save()
-        bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if self.world.is_main:
+            bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
     def train(self):
         """Run to max_iters (or until Ctrl-C); returns a TrainResult."""
         c = self.config
         tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
-        bar = tqdm(total=c.max_iters, initial=self.step, disable=not c.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=c.max_iters, initial=self.step, disable=not (c.progress and self.world.is_main),
+                   unit="step", dynamic_ncols=True)
         interrupted = False
         with bar, _deferred_ctrl_c() as ctrl_c:
             while self.step < c.max_iters and not interrupted:
@@ -222,17 +261,19 @@ class Trainer:
                 start = time.perf_counter()
                 loss, lr = self.train_step()
                 speed = tokens_per_step / (time.perf_counter() - start)
-                self.log.write("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
+                self._log("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
                 bar.update(1)
-                interrupted = ctrl_c.is_set()
+                interrupted = self.world.any(ctrl_c.is_set())  # every rank stops after the same step
             if self._not_evaluated_yet():
                 self._evaluate_and_save(bar)
-        if interrupted:
-            print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
-                  f"continue with --resume", file=sys.stderr)
-        plot_losses(self.log.path, self.out_dir / "loss.png")
-        text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
+        text = ""
+        if self.world.is_main:
+            if interrupted:
+                print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
+                      f"continue with --resume", file=sys.stderr)
+            plot_losses(self.log.path, self.out_dir / "loss.png")
+            text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
         _, train_loss, val_loss = self.last_eval
         return TrainResult(self.step, train_loss, val_loss, text, interrupted)
 
@@ -279,25 +320,32 @@ def build_arg_parser(description=__doc__):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
             parser.add_argument(flag, type=f.type, default=f.default, help=help + " (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
-                        help="threads for the numba kernels and OpenBLAS (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for the numba kernels and OpenBLAS (default: this machine's cores shared "
+                             "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")
     return parser
 
 
 def main(argv=None, description=__doc__):
     args = build_arg_parser(description).parse_args(argv)
+    world = distributed.World()  # until MPI is connected, failures exit this process alone
     try:
-        kernels.set_num_threads(args.threads)
+        world = distributed.world()
+        kernels.set_num_threads(args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        trainer = Trainer(config)
-        n_params = trainer.model.num_parameters()
-        print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
-              f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens")
+        trainer = Trainer(config, world)
+        if world.is_main:
+            n_params = trainer.model.num_parameters()
+            print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
+                  f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
+                  + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
         result = trainer.train()
     except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
-        sys.exit(f"error: {e}")
+        world.fail(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit("interrupted")
+        world.fail("interrupted")
+    if not world.is_main:
+        return result
     print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
           f"checkpoint, log.csv and loss.png in {config.out_dir}")
     if result.sample:

@@ -1,0 +1,188 @@
+"""Data-parallel training over MPI: the one module that knows about it.
+
+    mpirun -n 2 python examples/train_shakespeare.py          # two processes ("ranks") train one model
+
+Every rank holds the whole model and draws the same global batch from the same generator; each trains on
+its own equal slice of it, then one allreduce averages the gradients, so every rank takes the same AdamW
+step and all end with identical weights (checked at every checkpoint). With equal slices the mean of the
+ranks' mean losses is the global batch's mean loss, so the run computes what one process with the same
+global batch would, up to float32 rounding. Rank 0 alone writes the log, checkpoints, plot and sample.
+
+Without an MPI launcher, or without mpi4py installed, `world()` is a world of one process and nothing here
+touches MPI: mpi4py (whose import initialises MPI) is imported only when the environment shows a launcher.
+"""
+import contextlib
+import functools
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+# Variables a launcher sets in every process it starts: MPICH and Intel MPI (PMI), Open MPI, PMIx.
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launched_size(environ=os.environ):
+    """How many processes an MPI launcher says it started: None when no launcher started this one, 0 when
+    one did without saying how many."""
+    for name in _SIZE_VARIABLES:
+        if name in environ:
+            return int(environ[name])
+    return 0 if any(name in environ for name in _RANK_VARIABLES) else None
+
+
+def batch_slice(batch_size, rank, size):
+    """The rows of a global batch of `batch_size` that rank `rank` of `size` trains on."""
+    if batch_size % size:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {size} MPI processes; "
+                         f"use a multiple of {size}")
+    rows = batch_size // size
+    return slice(rank * rows, (rank + 1) * rows)
+
+
+class World:
+    """The processes training one model together: MPI's COMM_WORLD, or this process alone (`comm` None),
+    where every collective operation returns its input."""
+
+    def __init__(self, comm=None, local_size=1):
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+        self.local_size = local_size  # ranks on this machine, sharing its cores
+        self._buffer = None  # the flat buffer gradients travel in, reused every step
+
+    @property
+    def is_main(self):
+        """Rank 0, the one that logs and writes files."""
+        return self.rank == 0
+
+    def batch_slice(self, batch_size):
+        return batch_slice(batch_size, self.rank, self.size)
+
+    def average_gradients(self, params, loss):
+        """Replace each parameter's .grad by its mean over the ranks and return the mean of `loss`.
+
+        One allreduce of one flat buffer carries every gradient and the loss. Afterwards the gradients are
+        views into that buffer, valid until the next call. A parameter without a gradient contributes zeros
+        and keeps None: every rank runs the same graph, so it has none on any rank.
+        """
+        if self.comm is None:
+            return loss
+        from mpi4py import MPI
+
+        sizes = [p.data.size for p in params]
+        buffer = self._flat_buffer(sum(sizes) + 1, params[0].data.dtype)
+        offset = 0
+        for p, n in zip(params, sizes):
+            buffer[offset : offset + n] = 0 if p.grad is None else p.grad.ravel()
+            offset += n
+        buffer[-1] = loss
+        self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+        buffer /= self.size
+        offset = 0
+        for p, n in zip(params, sizes):
+            if p.grad is not None:
+                p.grad = buffer[offset : offset + n].reshape(p.data.shape)
+            offset += n
+        return float(buffer[-1])
+
+    def _flat_buffer(self, n, dtype):
+        if self._buffer is None or self._buffer.size != n or self._buffer.dtype != dtype:
+            self._buffer = np.empty(n, dtype=dtype)
+        return self._buffer
+
+    def mean(self, values):
+        """The element-wise mean over the ranks of an array of float64 `values` (the same shape on each)."""
+        values = np.array(values, dtype=np.float64)
+        if self.comm is None:
+            return values
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
+        return values / self.size
+
+    def any(self, flag):
+        """True on every rank when `flag` is true on any: how ranks agree to stop at the same step."""
+        if self.comm is None:
+            return bool(flag)
+        from mpi4py import MPI
+
+        return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+
+    def gather(self, value):
+        """The list of every rank's `value` on rank 0 (None on the others)."""
+        return [value] if self.comm is None else self.comm.gather(value, root=0)
+
+    def check_identical(self, arrays, what):
+        """Raise on every rank unless `arrays` hold the same bytes on all ranks (compared by digest)."""
+        if self.comm is None:
+            return
+        digest = hashlib.sha256()
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).data)
+        digests = self.comm.allgather(digest.hexdigest())
+        differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        if differing:
+            raise RuntimeError(f"the {what} of rank(s) {differing} differ from rank 0's: "
+                               f"the data-parallel ranks are out of step")
+
+    def barrier(self):
+        if self.comm is not None:
+            self.comm.Barrier()
+
+    @contextlib.contextmanager
+    def main_first(self):
+        """Run the block on rank 0 before the other ranks: for work whose results rank 0 caches on disk
+        (a trained tokenizer, token ids) and the others then read instead of redoing."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+    def fail(self, message):
+        """Exit with `message`. Under MPI this aborts every rank: one that exits alone would leave the
+        others waiting in their next allreduce forever."""
+        if self.comm is None:
+            sys.exit(message)
+        print(f"rank {self.rank}: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        self.comm.Abort(1)
+        os._exit(1)  # MPICH's Abort can return before the launcher's kill arrives; go no further
+
+
+def default_threads(world):
+    """Threads per process: this machine's cores shared among its ranks, at most 2 (more gained nothing
+    on the GPT shapes measured here), at least 1."""
+    return min(2, max(1, (os.cpu_count() or 1) // world.local_size))
+
+
+def connect(environ=os.environ):
+    """A World for this process: MPI's COMM_WORLD when an MPI launcher started it, else this process alone."""
+    expected = launched_size(environ)
+    if expected is None:
+        return World()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if expected <= 1:
+            return World()
+        raise RuntimeError(f"started by an MPI launcher as one of {expected} processes, but mpi4py is not "
+                           f"installed: pip install -e '.[mpi]' (or run without mpirun)") from None
+    world_comm = MPI.COMM_WORLD
+    if expected > 1 and world_comm.Get_size() != expected:
+        raise RuntimeError(f"the launcher started {expected} processes but MPI sees {world_comm.Get_size()}: "
+                           f"mpi4py is built against a different MPI than this mpirun; use the mpirun of "
+                           f"the MPI that mpi4py uses (pip install mpich puts one on PATH)")
+    local = world_comm.Split_type(MPI.COMM_TYPE_SHARED)
+    local_size = local.Get_size()
+    local.Free()
+    return World(world_comm, local_size)
+
+
+@functools.cache
+def world():
+    """This process's World, connected on first use."""
+    return connect()
