@@ -4,8 +4,10 @@
 
 Groups: training (train steps, KV-cache sampling, peak memory; PyTorch as the peer), kernels (each
 numba kernel against its NumPy twin, matmul against BLAS), tokenizer (training time and encode/decode
-speed; tiktoken and Hugging Face tokenizers as peers). Peers are optional (`pip install -e ".[bench]"`):
-without them a row prints ours alone. The ratio column always reads "higher is better for us".
+speed; tiktoken and Hugging Face tokenizers as peers), scaleout (data-parallel training over MPI, N ranks x
+1 thread against 1 process x N threads, N = --threads; needs `pip install -e ".[mpi]"`). Peers are optional
+(`pip install -e ".[bench]"`): without them a row prints ours alone. The ratio column always reads "higher is
+better for us".
 """
 import argparse
 import json
@@ -14,7 +16,8 @@ import platform
 import sys
 import time
 
-GROUPS = ("training", "kernels", "tokenizer")
+GROUPS = ("training", "kernels", "tokenizer", "scaleout")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def parse_args():
@@ -29,7 +32,7 @@ def parse_args():
 
 def set_threads(n: int) -> None:
     # OpenBLAS and OpenMP read these when they load, so they must be set before NumPy is imported.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in THREAD_VARIABLES:
         os.environ[var] = str(n)
 
 

@@ -81,7 +81,10 @@ def test_plain_python_never_initialises_mpi(tmp_path):
 
 def _mpirun():
     pytest.importorskip("mpi4py", reason="data-parallel tests need mpi4py (pip install -e '.[mpi]')")
-    launcher = shutil.which("mpirun") or shutil.which("mpiexec")
+    # The launcher beside this interpreter (pip install mpich puts it there) is the MPI mpi4py uses.
+    here = str(Path(sys.executable).parent)
+    launcher = next(filter(None, (shutil.which(name, path=path) for path in (here, None)
+                                  for name in ("mpirun", "mpiexec"))), None)
     if launcher is None:
         pytest.skip("data-parallel tests need mpirun or mpiexec on PATH (pip install mpich)")
     return [launcher, "-n", "2"]

@@ -1,0 +1,91 @@
+"""Scale-out row: data-parallel training on this machine, N MPI ranks x 1 thread against 1 process x N threads.
+
+Both sides run the same data-parallel training step (forward, backward, allreduce of the gradients, clip,
+AdamW; see gpt/distributed.py) on config a's global batch, which N ranks split into equal slices; in one
+process the allreduce is skipped. Each side runs in a fresh child process, back to back in the same run:
+`python -m benchmarks.scaleout a N` and `mpirun -n N python -m benchmarks.scaleout a 1`. Tokens/s counts the
+global batch, timed on rank 0 (the allreduce keeps the ranks in step). Without mpi4py or mpirun the row
+shows the single process alone.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from benchmarks.configs import CONFIGS, make_batch, median_seconds, rounds_for
+from benchmarks.run import THREAD_VARIABLES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data_parallel_step(model, opt, world):
+    """One training step of one rank on its slice of the global batch."""
+    from nanograd import optim
+
+    params = model.parameters()
+
+    def step(idx, targets):
+        _, loss = model(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        world.average_gradients(params, loss.item())
+        optim.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return step
+
+
+def time_steps(name, threads, quick):
+    """Run in a child (one of the ranks, or the single process): print the median seconds per step."""
+    import nanograd.kernels as K
+    from gpt import GPT, GPTConfig, distributed
+
+    world = distributed.world()
+    K.set_num_threads(threads)
+    model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
+    step = data_parallel_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)), world)
+    idx, targets = make_batch(name)
+    rows = world.batch_slice(len(idx))
+    idx, targets = idx[rows], targets[rows]
+    for _ in range(2):  # warm-up: numba compiles or loads its cache, buffers fill
+        step(idx, targets)
+    seconds = median_seconds(lambda: step(idx, targets), *rounds_for(name, quick))
+    if world.is_main:
+        print(json.dumps({"seconds": seconds}))
+
+
+def mpirun():
+    """The launcher of the MPI that mpi4py uses (pip install mpich puts it beside the interpreter), or None."""
+    try:
+        import mpi4py  # noqa: F401  (only asking whether the ranks can talk)
+    except ImportError:
+        return None
+    here = os.path.dirname(sys.executable)
+    return shutil.which("mpirun", path=here) or shutil.which("mpirun")
+
+
+def run_child(launcher, name, threads, quick):
+    env = dict(os.environ, **{var: str(threads) for var in THREAD_VARIABLES})
+    command = [*launcher, sys.executable, "-m", "benchmarks.scaleout", name, str(threads), str(int(quick))]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"scale-out child {' '.join(command)} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def run(quick: bool, threads: int) -> list:
+    name = "a"
+    tokens = CONFIGS[name]["batch_size"] * CONFIGS[name]["config"]["block_size"]
+    row = {"name": f"scale-out config {name}: {threads} ranks x 1 thread vs 1 x {threads} threads",
+           "unit": "tokens/s", "ours": None}
+    single = run_child([], name, threads, quick)
+    row["peer"] = tokens / single
+    launcher = mpirun()
+    if launcher is not None and threads > 1:
+        ranks = run_child([launcher, "-n", str(threads)], name, 1, quick)
+        row.update(ours=tokens / ranks, ratio=single / ranks)
+    return [row]
+
+
+if __name__ == "__main__":
+    time_steps(sys.argv[1], int(sys.argv[2]), bool(int(sys.argv[3])))
