@@ -15,6 +15,7 @@ from gpt import distributed
 from gpt.checkpoint import load_checkpoint
 from gpt.report import TrainingLog
 from gpt.train import TrainConfig, Trainer
+from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -91,11 +92,7 @@ def _mpirun():
 
 
 @pytest.fixture
-def config(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["thou", "art", "the", "king", "of", "night", "and", "day", "ROMEO:", "JULIET:", "\n"]
-    text_file = tmp_path / "corpus.txt"
-    text_file.write_text(" ".join(rng.choice(words, 3000)), encoding="utf-8")
+def config(tmp_path, text_file):
     # A high learning rate without warmup makes any real difference in the updates large (see below).
     return TrainConfig(
         out_dir=str(tmp_path / "mpi"), data=str(text_file), cache_dir=str(tmp_path / "cache"),
