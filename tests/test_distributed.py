@@ -132,6 +132,8 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, c
     Trainer(single, distributed.World()).train()
     mpi_ckpt, single_ckpt = (load_checkpoint(Path(c.out_dir) / "ckpt") for c in (config, single))
     assert mpi_ckpt.step == single_ckpt.step == 8
+    rank_streams = mpi_ckpt.rng["nanograd_ranks"]  # each rank's dropout generator, to resume it
+    assert len(rank_streams) == 2 and rank_streams[0] == mpi_ckpt.rng["nanograd"] != rank_streams[1]
     for name, expected in single_ckpt.model.items():
         actual = mpi_ckpt.model[name]
         if name.endswith("attn.c_attn.bias"):
