@@ -112,15 +112,15 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.out_dir / "ckpt"
         ckpt = load_checkpoint(self.ckpt_dir) if c.resume else None
-        if ckpt is None:
-            with self.world.main_first():  # rank 0 trains and caches the tokenizer, the others read it
+        with self.world.main_first():  # rank 0 trains the tokenizer and caches the ids, the others read them
+            if ckpt is None:
                 self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
-            names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
-            vocab_size = self.data.tokenizer.vocab_size
-            model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
-        else:  # the checkpoint decides the architecture and the tokenizer
-            self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
-            model_config = GPTConfig(**ckpt.config)
+                names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
+                vocab_size = self.data.tokenizer.vocab_size
+                model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
+            else:  # the checkpoint decides the architecture and the tokenizer
+                self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
+                model_config = GPTConfig(**ckpt.config)
         self.model = GPT(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
