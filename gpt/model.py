@@ -47,11 +47,9 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x):
         """x (B, T, C) -> (B, T, C)."""
-        B, T, C = x.shape
-        qkv = self.c_attn(x).reshape(B, T, 3, self.n_head, C // self.n_head).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
-        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, n_head, T, head_size)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+        # Each position's query meets the keys of positions up to its own, in n_head heads of C // n_head
+        # channels; the heads are read in place from the [q | k | v] layout (see F.causal_self_attention).
+        y = F.causal_self_attention(self.c_attn(x), self.n_head)  # (B, T, C)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 

@@ -162,3 +162,36 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         return K.attention_backward(g, q.data, k.data, v.data, out, saved, causal)
 
     return Tensor._op(out, (q, k, v), backward)
+
+
+def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
+    """Causal multi-head self-attention straight from the output of a fused qkv projection.
+
+    qkv (B, T, 3C) holds [q | k | v] along its last axis, each C = n_head * hs wide with the heads side
+    by side; returns (B, T, C) with the heads side by side again, ready for the output projection. The
+    same kernel as scaled_dot_product_attention, run on strided views: the (B, n_head, T, hs) heads are
+    never copied out of qkv, the output is written in place into (B, T, C), and the gradient arrives
+    as one (B, T, 3C) array instead of three to be scattered and summed.
+    """
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
+        raise ValueError(f"causal_self_attention: qkv must be (B, T, 3C) with C divisible by n_head={n_head}, "
+                         f"got shape {qkv.shape}")
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    hs = C // n_head
+
+    def heads(a, parts):
+        """(B, T, parts*C) -> (parts, B, n_head, T, hs): views, no copies."""
+        return a.reshape(B, T, parts, n_head, hs).transpose(2, 0, 3, 1, 4)
+
+    data = np.ascontiguousarray(qkv.data)
+    q, k, v = heads(data, 3)
+    y = np.empty((B, T, C), qkv.dtype)
+    _, lse = K.attention_forward(q, k, v, True, out=heads(y, 1)[0])
+
+    def backward(g):
+        dqkv = np.empty_like(data)
+        dq, dk, dv = heads(dqkv, 3)
+        K.attention_backward(heads(g, 1)[0], q, k, v, heads(y, 1)[0], lse, True, dq=dq, dk=dk, dv=dv)
+        return (dqkv,)
+
+    return Tensor._op(y, (qkv,), backward)

@@ -136,6 +136,28 @@ def test_attention_shape_errors():
         F.scaled_dot_product_attention(Tensor(np.zeros((2, 4, 3))), q, q)
 
 
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.integers(0, 9))
+def test_causal_self_attention_is_split_heads_attention_merge(batch, n_head, seq_len, head_size, seed):
+    """The fused op on the [q | k | v] layout equals splitting heads out of qkv, attending causally, and
+    putting the heads side by side again, in value and in gradient (float64)."""
+    rng = np.random.default_rng(seed)
+    width = n_head * head_size
+    qkv = leaf(rng.standard_normal((batch, seq_len, 3 * width)))
+
+    def composite(t):
+        heads = t.reshape(batch, seq_len, 3, n_head, head_size).transpose(2, 0, 3, 1, 4)
+        y = attention_composite(heads[0], heads[1], heads[2], causal=True)
+        return y.transpose(0, 2, 1, 3).reshape(batch, seq_len, width)
+
+    assert np.allclose(F.causal_self_attention(qkv, n_head).data, composite(qkv).data, atol=1e-12)
+    assert gradcheck(lambda t: F.causal_self_attention(t, n_head), [qkv])
+
+
+def test_causal_self_attention_names_a_bad_layout():
+    with pytest.raises(ValueError, match=r"qkv must be \(B, T, 3C\).*n_head=2.*\(1, 4, 9\)"):
+        F.causal_self_attention(Tensor(np.zeros((1, 4, 9))), 2)
+
+
 @given(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=5), elements=st.integers(0, 3)))
 def test_embedding(ids):
     weight = leaf(np.random.default_rng(1).standard_normal((4, 3)))

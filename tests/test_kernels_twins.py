@@ -82,6 +82,39 @@ def test_attention(batch, heads, tq, extra_keys, head_size, causal, dtype, layou
         assert_close(got, want, dtype)
 
 
+@given(dims, dims, st.integers(1, 9), dims, dtypes, seeds)
+def test_attention_writes_into_given_strided_outputs(batch, heads, seq_len, head_size, dtype, seed):
+    """As F.causal_self_attention calls it: q, k, v, out and the gradients are head views into
+    (B, T, 3C) and (B, T, C) arrays. Each backend fills the given views with what it would return."""
+    rng = np.random.default_rng(seed)
+
+    def head_views(a, parts):
+        return a.reshape(batch, seq_len, parts, heads, head_size).transpose(2, 0, 3, 1, 4)
+
+    q, k, v = head_views(make(rng, (batch, seq_len, 3 * heads * head_size), dtype, "contiguous"), 3)
+    dout = head_views(make(rng, (batch, seq_len, heads * head_size), dtype, "contiguous"), 1)[0]
+    for backend in ("numba", "numpy"):
+        forward, backward = (getattr(attention, f"attention_{step}_{backend}") for step in ("forward", "backward"))
+        want_out, lse = forward(q, k, v, True)
+        out = head_views(np.full((batch, seq_len, heads * head_size), np.nan, dtype), 1)[0]
+        got_out, _ = forward(q, k, v, True, out=out)
+        assert got_out is out
+        assert_close(out, want_out, dtype)
+        want = backward(dout, q, k, v, want_out, lse, True)
+        given_grads = list(head_views(np.full((batch, seq_len, 3 * heads * head_size), np.nan, dtype), 3))
+        got = backward(dout, q, k, v, want_out, lse, True, dq=given_grads[0], dk=given_grads[1], dv=given_grads[2])
+        for got_grad, given_grad, want_grad in zip(got, given_grads, want):
+            assert got_grad is given_grad
+            assert_close(given_grad, want_grad, dtype)
+
+
+def test_attention_refuses_an_output_of_the_wrong_shape():
+    q = np.zeros((1, 2, 3, 4), np.float32)
+    for forward in (attention.attention_forward_numba, attention.attention_forward_numpy):
+        with pytest.raises(ValueError, match=r"out must be float32 of shape \(1, 2, 3, 4\)"):
+            forward(q, q, q, True, out=np.zeros((1, 2, 4, 3), np.float32))
+
+
 @given(st.lists(dims, min_size=1, max_size=2), st.integers(1, 130), dims, dtypes, layouts, seeds)
 def test_embedding_backward(ids_shape, n_cols, n_embeddings, dtype, layout, seed):
     rng = np.random.default_rng(seed)

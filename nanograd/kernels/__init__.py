@@ -67,10 +67,10 @@ def _dispatch(module, name, numba_name=None):
     numpy_name, numba_name = f"{name}_numpy", numba_name or f"{name}_numba"
 
     @functools.wraps(getattr(module, numpy_name))
-    def kernel(*args):
+    def kernel(*args, **outputs):
         if BACKEND == "numba" and _numba_compiled_for(args):
-            return getattr(module, numba_name)(*args)
-        return getattr(module, numpy_name)(*args)
+            return getattr(module, numba_name)(*args, **outputs)
+        return getattr(module, numpy_name)(*args, **outputs)
 
     kernel.__name__ = kernel.__qualname__ = name
     return kernel

@@ -1,6 +1,9 @@
 """Scaled dot-product attention, optionally causal, fused into one kernel per (batch, head).
 
 Shapes: q, out, dq, dout (B, H, Tq, D); k, v, dk, dv (B, H, Tk, D), Tq <= Tk; saved = lse (B, H, Tq).
+Any strides are accepted, and the outputs may be passed in (`out=`; `dq=, dk=, dv=`): so q, k, v can
+be views into the (B, T, 3C) output of a transformer's qkv projection, `out` a view into a (B, T, C)
+array, and dq, dk, dv views into one (B, T, 3C) gradient, with no transposed copies on either side.
 
 Forward, per (b, h), with scale = 1 / sqrt(D):
     S = scale * q k^T                  (Tq, Tk)
@@ -15,7 +18,9 @@ Backward (P is recomputed from the saved lse rather than stored: it is B*H*Tq*Tk
 
 The numba kernels run one (b, h) per parallel iteration, so a head's (Tq, Tk) matrices live only in
 that thread's cache (256 KB at T=256) instead of a (B, H, T, T) array in memory, and keys past the
-causal limit are skipped rather than computed and masked. Three loop shapes do all the products,
+causal limit are skipped rather than computed and masked. Each head's q, k, v rows are first copied
+into contiguous thread-local arrays (cheap next to the O(T^2 D) work, and what lets the loops
+vectorize whatever the caller's strides). Three loop shapes do all the products,
 each sharing every memory access among four multiply-adds and vectorizing over a contiguous axis:
     _row_products            S = scale q k^T, dP = dout v^T      (four dot products per load of k_j)
     _add_products            out += P v, dq += dS k               (four rows of v or k per pass)
@@ -52,24 +57,38 @@ def _scores_numpy(q, k, causal):
     return scores.astype(q.dtype, copy=False)
 
 
-def attention_forward_numpy(q, k, v, causal):
+def attention_forward_numpy(q, k, v, causal, out=None):
     _check_inputs(q, k, v)
     scores = _scores_numpy(q, k, causal)
     m = scores.max(axis=-1, keepdims=True)
     lse = m + np.log(np.exp(scores - m).sum(axis=-1, keepdims=True))
-    out = np.exp(scores - lse) @ v
-    return out.astype(q.dtype, copy=False), lse[..., 0].astype(q.dtype, copy=False)
+    return _store(np.exp(scores - lse) @ v, out, q.dtype, "out"), lse[..., 0].astype(q.dtype, copy=False)
 
 
-def attention_backward_numpy(dout, q, k, v, out, saved, causal):
+def attention_backward_numpy(dout, q, k, v, out, saved, causal, dq=None, dk=None, dv=None):
     _check_inputs(q, k, v)
     probs = np.exp(_scores_numpy(q, k, causal) - saved[..., None])
-    dv = np.swapaxes(probs, -1, -2) @ dout
     dscores = softmax_backward_numpy(probs, dout @ np.swapaxes(v, -1, -2))
     scale = 1.0 / math.sqrt(q.shape[-1])
-    dq = (dscores @ k) * scale
-    dk = (np.swapaxes(dscores, -1, -2) @ q) * scale
-    return tuple(g.astype(q.dtype, copy=False) for g in (dq, dk, dv))
+    return (_store((dscores @ k) * scale, dq, q.dtype, "dq"),
+            _store((np.swapaxes(dscores, -1, -2) @ q) * scale, dk, q.dtype, "dk"),
+            _store(np.swapaxes(probs, -1, -2) @ dout, dv, q.dtype, "dv"))
+
+
+def _output(out, shape, dtype, name):
+    """The caller's output array (any strides, e.g. a view into a bigger buffer) or a new one."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"attention: {name} must be {dtype} of shape {shape}, got {out.dtype} of shape {out.shape}")
+    return out
+
+
+def _store(value, out, dtype, name):
+    """value as dtype, written into the caller's `out` when one is given."""
+    result = _output(out, value.shape, dtype, name)
+    result[...] = value
+    return result
 
 
 @njit(cache=True, error_model="numpy", fastmath=FAST)
@@ -177,36 +196,45 @@ def _visible_keys(tq, tk, causal):
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_forward_heads(q, k, v, causal, out, lse):
-    n_heads, tq, d = q.shape
-    tk = k.shape[1]
+    """q, out (B, H, Tq, D), k, v (B, H, Tk, D), lse (B, H, Tq). Any strides: each head is copied into
+    contiguous thread-local arrays first, so q, k, v may be views into the (B, T, 3C) output of the qkv
+    projection and out a view into a (B, T, C) array, with no transposed copies around the kernel."""
+    n_batch, n_head, tq, d = q.shape
+    tk = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(d))
     n_keys = _visible_keys(tq, tk, causal)
-    for h in prange(n_heads):
+    for bh in prange(n_batch * n_head):
+        b, h = bh // n_head, bh % n_head
+        qh, kh, vh = q[b, h].copy(), k[b, h].copy(), v[b, h].copy()
         scores, probs = np.empty((tq, tk), q.dtype), np.empty((tq, tk), q.dtype)
-        _row_products(q[h], k[h], scores, scale, n_keys)
+        _row_products(qh, kh, scores, scale, n_keys)
         for i in range(tq):
-            lse[h, i] = softmax_row(scores[i, :n_keys[i]], probs[i, :n_keys[i]])
+            lse[b, h, i] = softmax_row(scores[i, :n_keys[i]], probs[i, :n_keys[i]])
             probs[i, n_keys[i]:] = 0
-        out[h] = 0
-        _add_products(probs, v[h], out[h], n_keys)
+        outh = np.zeros((tq, d), q.dtype)
+        _add_products(probs, vh, outh, n_keys)
+        out[b, h] = outh
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
-    n_heads, tq, d = q.shape
-    tk = k.shape[1]
+    """Shapes as in _attention_forward_heads, dq/dk/dv like q/k/v; any strides (heads copied in and out)."""
+    n_batch, n_head, tq, d = q.shape
+    tk = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(d))
     one = q.dtype.type(1)
     n_keys = _visible_keys(tq, tk, causal)
-    for h in prange(n_heads):
+    for bh in prange(n_batch * n_head):
+        b, h = bh // n_head, bh % n_head
+        qh, kh, vh, douth = q[b, h].copy(), k[b, h].copy(), v[b, h].copy(), dout[b, h].copy()
         probs = np.empty((tq, tk), q.dtype)
         dscores = np.empty((tq, tk), q.dtype)
-        _row_products(q[h], k[h], probs, scale, n_keys)
-        _row_products(dout[h], v[h], dscores, one, n_keys)
+        _row_products(qh, kh, probs, scale, n_keys)
+        _row_products(douth, vh, dscores, one, n_keys)
         for i in range(tq):
-            delta = _dot(dout[h, i], out[h, i])  # = sum_j P_ij dP_ij
+            delta = _dot(douth[i], out[b, h, i])  # = sum_j P_ij dP_ij
             p_row, ds_row = probs[i], dscores[i]
-            row_lse = lse[h, i]
+            row_lse = lse[b, h, i]
             for j in range(n_keys[i]):
                 p = fast_exp(p_row[j] - row_lse)
                 p_row[j] = p
@@ -214,32 +242,23 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
             p_row[n_keys[i]:] = 0
             ds_row[n_keys[i]:] = 0
         # dq = dS k, dk = dS^T q, dv = P^T dout (scale is already inside dS)
-        dq[h] = 0
-        _add_products(dscores, k[h], dq[h], n_keys)
-        dk[h] = 0
-        _add_transposed_products(dscores, q[h], dk[h], n_keys)
-        dv[h] = 0
-        _add_transposed_products(probs, dout[h], dv[h], n_keys)
+        dqh, dkh, dvh = np.zeros((tq, d), q.dtype), np.zeros((tk, d), q.dtype), np.zeros((tk, d), q.dtype)
+        _add_products(dscores, kh, dqh, n_keys)
+        _add_transposed_products(dscores, qh, dkh, n_keys)
+        _add_transposed_products(probs, douth, dvh, n_keys)
+        dq[b, h], dk[b, h], dv[b, h] = dqh, dkh, dvh
 
 
-def _heads(x):
-    """(B, H, T, D) -> C-contiguous (B*H, T, D)."""
-    return np.ascontiguousarray(x).reshape(-1, x.shape[2], x.shape[3])
-
-
-def attention_forward_numba(q, k, v, causal):
+def attention_forward_numba(q, k, v, causal, out=None):
     _check_inputs(q, k, v)
-    qh, kh, vh = _heads(q), _heads(k).astype(q.dtype, copy=False), _heads(v).astype(q.dtype, copy=False)
-    out = np.empty_like(qh)
-    lse = np.empty(qh.shape[:2], q.dtype)
-    _attention_forward_heads(qh, kh, vh, bool(causal), out, lse)
-    return out.reshape(q.shape), lse.reshape(q.shape[:3])
+    out = _output(out, q.shape, q.dtype, "out")
+    lse = np.empty(q.shape[:3], q.dtype)
+    _attention_forward_heads(q, k.astype(q.dtype, copy=False), v.astype(q.dtype, copy=False), bool(causal), out, lse)
+    return out, lse
 
 
-def attention_backward_numba(dout, q, k, v, out, saved, causal):
+def attention_backward_numba(dout, q, k, v, out, saved, causal, dq=None, dk=None, dv=None):
     _check_inputs(q, k, v)
-    qh, kh, vh = _heads(q), _heads(k), _heads(v)
-    dq, dk, dv = np.empty_like(qh), np.empty_like(kh), np.empty_like(vh)
-    _attention_backward_heads(_heads(dout), qh, kh, vh, _heads(out),
-                              np.ascontiguousarray(saved).reshape(qh.shape[:2]), bool(causal), dq, dk, dv)
-    return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    dq, dk, dv = (_output(g, x.shape, q.dtype, name) for g, x, name in ((dq, q, "dq"), (dk, k, "dk"), (dv, v, "dv")))
+    _attention_backward_heads(dout.astype(q.dtype, copy=False), q, k, v, out, saved, bool(causal), dq, dk, dv)
+    return dq, dk, dv
