@@ -72,8 +72,12 @@ class World:
             return loss
         from mpi4py import MPI
 
+        dtype = params[0].data.dtype
+        if any(p.data.dtype != dtype for p in params):
+            dtypes = sorted({str(p.data.dtype) for p in params})
+            raise TypeError(f"average_gradients needs parameters of one dtype, got {dtypes}")
         sizes = [p.data.size for p in params]
-        buffer = self._flat_buffer(sum(sizes) + 1, params[0].data.dtype)
+        buffer = self._flat_buffer(sum(sizes) + 1, dtype)
         offset = 0
         for p, n in zip(params, sizes):
             buffer[offset : offset + n] = 0 if p.grad is None else p.grad.ravel()

@@ -97,7 +97,8 @@ def config(tmp_path, text_file):
     return TrainConfig(
         out_dir=str(tmp_path / "mpi"), data=str(text_file), cache_dir=str(tmp_path / "cache"),
         n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.0, batch_size=4, max_iters=8,
-        learning_rate=1e-2, warmup_iters=0, lr_decay_iters=8, eval_interval=4, eval_iters=2, sample_tokens=20, progress=False,
+        learning_rate=1e-2, warmup_iters=0, lr_decay_iters=8, eval_interval=4, eval_iters=2, sample_tokens=20,
+        progress=False,
     )
 
 
