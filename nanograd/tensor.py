@@ -90,6 +90,9 @@ class Tensor:
         self._backward = None
         self._retains_grad = False
         self._freed = False
+        # Where a leaf's gradient is written, if somewhere particular: optimizers that keep all gradients in
+        # one flat array (optim.AdamW) point each parameter at its slice of it.
+        self.grad_buffer = None
 
     @classmethod
     def _op(cls, data, parents, backward) -> "Tensor":
@@ -147,7 +150,13 @@ class Tensor:
         if self.grad is None:
             # A leaf gets its own copy: the same array may flow to several parents, and optimizers
             # and clip_grad_norm_ later scale leaf grads in place.
-            self.grad = grad.copy() if self.is_leaf else grad
+            if not self.is_leaf:
+                self.grad = grad
+            elif self.grad_buffer is not None:
+                self.grad = self.grad_buffer
+                np.copyto(self.grad, grad)
+            else:
+                self.grad = grad.copy()
         elif self.is_leaf:
             self.grad += grad
         else:
