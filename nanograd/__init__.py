@@ -3,6 +3,7 @@
 Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (reshape, indexing, ...),
 functional.py (softmax, layer norm, attention, ...), nn.py, optim.py, gradcheck.py; kernels/ last.
 """
+from . import memory  # noqa: F401  (first: big arrays reuse freed memory; see memory.py)
 from . import movement  # attaches reshape, transpose, indexing and masked_fill to Tensor
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where
