@@ -17,14 +17,15 @@ in turn is the test set; --train-passages labelled passages (balanced over the g
 other folds' plays, a fifth of them kept aside for validation. So every test play is one neither classifier
 has seen with a label. Per fold, two classifiers of the same architecture (GPTClassifier: the hidden
 states averaged over the passage -> linear -> 3 classes) train for the same steps on the same batches, and
-each keeps its weights from the step with the best validation loss (early stopping, never on the test):
+each keeps its weights from its best evaluation on the validation passages (early stopping; the test
+passages take no part in any choice):
 
 - fine-tuned: the pretrained trunk; the head alone at first, one more layer group unfrozen every
   --unfreeze-every steps, each lower group learning --lr-decay times more slowly (ULMFiT);
 - from scratch: a freshly initialised trunk, everything trained from the first step at --scratch-lr.
 
-The report: accuracy and a confusion matrix per fold, then over all folds the accuracy of each, its
-per-genre recall, and the fine-tuned minus from-scratch accuracy with a 95% confidence interval from a
+The report: each classifier's accuracy per fold, then over all folds its accuracy, per-genre recall and
+confusion matrix, and the fine-tuned minus from-scratch accuracy with a 95% confidence interval from a
 bootstrap over the test plays (passages of one play are not independent evidence; plays are). The mean
 held-out accuracy at each evaluation goes to learning_curves.png in --out-dir.
 """
@@ -158,7 +159,7 @@ def pretrain(args):
     return out / "ckpt"
 
 
-def run_fold(k, test_plays, trunk, play_tokens, args):
+def run_fold(k, test_plays, pretrained_trunk, play_tokens, args):
     """Train both classifiers on fold k; returns ({method: predictions on test}, test, {method: test curve})."""
     rng = np.random.default_rng([args.seed, k])
     train_plays = {genre: [p for p in plays if p not in test_plays[genre]] for genre, plays in labelled_plays().items()}
@@ -170,25 +171,28 @@ def run_fold(k, test_plays, trunk, play_tokens, args):
     print(f"\nfold {k + 1}/{args.folds}: test plays "
           + "; ".join(f"{genre} {', '.join(p.stem for p in test_plays[genre])}" for genre in CLASSES))
 
-    pretrained = GPT(trunk.config)
-    pretrained.load_state_dict(trunk.state_dict())  # every fold starts from the same pretrained weights
-    classifiers = {
-        "fine-tuned": GPTClassifier(pretrained, len(CLASSES), seed=args.seed + k, pool=args.pool),
-        "from scratch": GPTClassifier(GPT(trunk.config, seed=args.seed + k), len(CLASSES), seed=args.seed + k,
-                                      pool=args.pool),
+    pretrained = GPT(pretrained_trunk.config)
+    pretrained.load_state_dict(pretrained_trunk.state_dict())  # every fold starts from the same weights
+    scratch = GPT(pretrained_trunk.config, seed=args.seed + k)
+    # (trunk, head learning rate, lr_decay, unfreeze_every) of each method
+    setups = {
+        "fine-tuned": (pretrained, args.lr, args.lr_decay, args.unfreeze_every),
+        "from scratch": (scratch, args.scratch_lr, 1.0, None),
     }
-    settings = {"fine-tuned": (args.lr, args.lr_decay, args.unfreeze_every), "from scratch": (args.scratch_lr, 1.0, None)}
     predictions, curves = {}, {}
-    for method, clf in classifiers.items():
-        lr, lr_decay, unfreeze_every = settings[method]
+    for method, (trunk, lr, lr_decay, unfreeze_every) in setups.items():
+        clf = GPTClassifier(trunk, len(CLASSES), seed=args.seed + k, pool=args.pool)
         curve = curves[method] = []
+
+        def record_test_accuracy(step, clf=clf, curve=curve):  # for the plot only; no choice depends on it
+            curve.append((step, float(np.mean(clf.predict(test.ids) == test.labels))))
+
+        batches = np.random.default_rng([args.seed, k, 1])  # the same batches for both methods
         result = fit(clf, clf.configure_optimizer(lr, lr_decay), (train.ids, train.labels), (val.ids, val.labels),
-                     args.steps, args.batch_size, args.eval_every, np.random.default_rng([args.seed, k, 1]),
-                     unfreeze_every, on_eval=lambda step, clf=clf, curve=curve: curve.append(
-                         (step, float(np.mean(clf.predict(test.ids) == test.labels)))))
+                     args.steps, args.batch_size, args.eval_every, batches, unfreeze_every, record_test_accuracy)
         predictions[method] = clf.predict(test.ids)
         print(f"  {method:>12}: test accuracy {np.mean(predictions[method] == test.labels):.3f}, "
-              f"kept step {result.best_step} (validation loss {result.best_val_loss:.3f})")
+              f"kept step {result.best_step} (validation accuracy {result.best_val_accuracy:.3f})")
     return predictions, test, curves
 
 

@@ -32,7 +32,9 @@ class GPTClassifier(nn.Module):
     model; but a language model shapes that state to predict the *next* token, so it mostly describes the
     passage's last few words. pool="mean" averages every position's state, so each word of the passage
     speaks, and what many of them share (the genre, the subject) adds up while the word-level detail averages
-    out. The trunk's output head (lm_head) is not used.
+    out. Measured on the genre task of examples/finetune_classifier.py (a frozen pretrained trunk, a linear
+    classifier fitted on 160 passages of 128 tokens, 4 folds of held-out plays): the mean gave 0.45 accuracy,
+    the last position 0.35, chance 0.33; hence the default. The trunk's output head (lm_head) is not used.
     """
 
     def __init__(self, trunk, n_classes, seed=0, pool="mean"):
@@ -110,6 +112,7 @@ class GPTClassifier(nn.Module):
 @dataclass
 class FitResult:
     best_step: int  # the step whose weights the classifier keeps
+    best_val_accuracy: float
     best_val_loss: float
     # One point per evaluation: (step, mean training loss since the last point, validation accuracy).
     curve: list = field(default_factory=list)
@@ -117,8 +120,9 @@ class FitResult:
 
 def fit(clf, optimizer, train, val, steps, batch_size, eval_every, rng, unfreeze_every=None, on_eval=None):
     """Train `clf` for `steps` steps on (ids (N, T), labels (N,)) pairs and keep its weights from the
-    evaluation with the lowest validation loss (the loss, not the accuracy: on a few dozen passages the
-    accuracy moves in coarse steps and ties often). Returns a FitResult.
+    evaluation with the best validation accuracy, the lower validation loss breaking ties (accuracy first:
+    a classifier growing confident grows its loss on the passages it still gets wrong while it gets more
+    of them right, so the loss alone stops too early). Returns a FitResult.
 
     unfreeze_every=None trains every parameter from the start; an integer k trains the head alone for the
     first k steps, then unfreezes one more layer group every k steps (ULMFiT's gradual unfreezing).
@@ -129,18 +133,18 @@ def fit(clf, optimizer, train, val, steps, batch_size, eval_every, rng, unfreeze
     n_groups = len(clf.layer_groups())
     clf.set_trainable(1 if unfreeze_every else n_groups)
     clf.train()
-    result, losses, best_state = FitResult(0, float("inf")), [], None
+    result, losses, best_state = FitResult(0, -1.0, float("inf")), [], None
 
     def evaluate(step):
         nonlocal best_state
         predicted, val_loss = clf.evaluate(*val)
-        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"),
-                             float(np.mean(predicted == val[1]))))
+        val_accuracy = float(np.mean(predicted == val[1]))
+        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"), val_accuracy))
         losses.clear()
         if on_eval is not None:
             on_eval(step)
-        if val_loss < result.best_val_loss:
-            result.best_step, result.best_val_loss = step, val_loss
+        if (val_accuracy, -val_loss) > (result.best_val_accuracy, -result.best_val_loss):
+            result.best_step, result.best_val_accuracy, result.best_val_loss = step, val_accuracy, val_loss
             best_state = {name: array.copy() for name, array in clf.state_dict().items()}
 
     evaluate(0)

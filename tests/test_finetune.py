@@ -88,7 +88,7 @@ def _toy_task(n, rng):
     return rng.integers(0, 3, (n, 6)) + 3 * labels[:, None] + 1, labels
 
 
-def test_fit_keeps_the_weights_of_its_best_validation_loss():
+def test_fit_keeps_the_weights_of_its_best_validation_accuracy():
     clf = tiny_classifier()
     rng = np.random.default_rng(0)
     train, val = _toy_task(48, rng), _toy_task(12, rng)
@@ -99,7 +99,9 @@ def test_fit_keeps_the_weights_of_its_best_validation_loss():
     assert [point[0] for point in result.curve] == [0, 5, 10, 15, 20, 25, 30]
     assert result.curve[-1][2] > 0.9  # a task this easy is learnt, so the check below is not vacuous
     assert np.array_equal(clf.head.weight.data, snapshots[result.best_step])
-    assert clf.evaluate(*val)[1] == pytest.approx(result.best_val_loss, rel=1e-6)
+    predicted, loss = clf.evaluate(*val)
+    assert np.mean(predicted == val[1]) == result.best_val_accuracy == max(point[2] for point in result.curve)
+    assert loss == pytest.approx(result.best_val_loss, rel=1e-6)
     assert result.best_step > 0
 
 
