@@ -64,9 +64,10 @@ class World:
     def average_gradients(self, params, loss):
         """Replace each parameter's .grad by its mean over the ranks and return the mean of `loss`.
 
-        One allreduce of one flat buffer carries every gradient and the loss. Afterwards the gradients are
-        views into that buffer, valid until the next call. A parameter without a gradient contributes zeros
-        and keeps None: every rank runs the same graph, so it has none on any rank.
+        One allreduce of one flat buffer carries every gradient and the loss; the means are copied back into
+        the gradient arrays in place, so whatever points at them (AdamW's flat gradient storage) still does.
+        A parameter without a gradient contributes zeros and keeps None: every rank runs the same graph, so
+        it has none on any rank.
         """
         if self.comm is None:
             return loss
@@ -88,7 +89,7 @@ class World:
         offset = 0
         for p, n in zip(params, sizes):
             if p.grad is not None:
-                p.grad = buffer[offset : offset + n].reshape(p.data.shape)
+                p.grad[...] = buffer[offset : offset + n].reshape(p.grad.shape)
             offset += n
         return float(buffer[-1])
 
