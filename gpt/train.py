@@ -254,7 +254,7 @@ class Trainer:
         bar = tqdm(total=c.max_iters, initial=self.step, disable=not (c.progress and self.world.is_main),
                    unit="step", dynamic_ncols=True)
         interrupted = False
-        with bar, _deferred_ctrl_c() as ctrl_c:
+        with bar, _deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
             while self.step < c.max_iters and not interrupted:
                 if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
                     self._evaluate_and_save(bar)
@@ -290,9 +290,10 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _deferred_ctrl_c():
+def _deferred_ctrl_c(announce=True):
     """Turn the first Ctrl-C into a flag the loop checks between steps, so a checkpoint is never taken in the
-    middle of an update; a second Ctrl-C interrupts at once. Only the main thread can own signals."""
+    middle of an update; a second Ctrl-C interrupts at once. Only the main thread can own signals. mpirun
+    passes Ctrl-C to every rank; only one (`announce`) says so."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -302,7 +303,8 @@ def _deferred_ctrl_c():
         if flag.is_set():
             raise KeyboardInterrupt
         flag.set()
-        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
+        if announce:
+            print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
