@@ -194,6 +194,15 @@ def _visible_keys(tq, tk, causal):
     return n_keys
 
 
+@njit(cache=True, error_model="numpy")
+def _copy_rows(src, dst):
+    """dst[...] = src for a strided dst, row by row: numba's generic slice assignment measured 3x slower."""
+    for t in range(src.shape[0]):
+        src_row, dst_row = src[t], dst[t]
+        for c in range(src.shape[1]):
+            dst_row[c] = src_row[c]
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_forward_heads(q, k, v, causal, out, lse):
     """q, out (B, H, Tq, D), k, v (B, H, Tk, D), lse (B, H, Tq). Any strides: each head is copied into
@@ -213,7 +222,7 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
             probs[i, n_keys[i]:] = 0
         outh = np.zeros((tq, d), q.dtype)
         _add_products(probs, vh, outh, n_keys)
-        out[b, h] = outh
+        _copy_rows(outh, out[b, h])
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
@@ -246,7 +255,9 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
         _add_products(dscores, kh, dqh, n_keys)
         _add_transposed_products(dscores, qh, dkh, n_keys)
         _add_transposed_products(probs, douth, dvh, n_keys)
-        dq[b, h], dk[b, h], dv[b, h] = dqh, dkh, dvh
+        _copy_rows(dqh, dq[b, h])
+        _copy_rows(dkh, dk[b, h])
+        _copy_rows(dvh, dv[b, h])
 
 
 def attention_forward_numba(q, k, v, causal, out=None):
