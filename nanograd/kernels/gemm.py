@@ -43,6 +43,8 @@ def _check_shapes(a, b):
     if k_a != k_b:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align: {k_a} (last axis of a) "
                          f"!= {k_b} ({'only' if b.ndim == 1 else 'second-to-last'} axis of b)")
+    if a.ndim <= 2 and b.ndim <= 2:  # the common case, checked without broadcast_shapes' overhead
+        return ()
     try:
         return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
