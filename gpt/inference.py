@@ -10,6 +10,9 @@ A KV cache keeps the keys and values of every position seen so far, per layer, s
 the work of one position instead of a pass over the whole context. tests/test_inference.py checks that
 these logits equal the training forward's.
 """
+import contextlib
+
+import numba
 import numpy as np
 
 from nanograd import kernels as K
@@ -41,27 +44,52 @@ def forward(model, idx, cache):
     """Logits (B, vocab_size) of the position after idx (B, T), whose ids sit right after the cached ones.
 
     idx must hold valid ids and fit in the window (cache.length + T <= block_size): the caller checks.
-    Dropout is left out, as in eval mode.
+    Dropout is left out, as in eval mode. A one-position step runs on one thread (see _one_thread).
     """
+    with _one_thread() if idx.shape[1] == 1 else contextlib.nullcontext():
+        return _forward(model, idx, cache)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """numba and OpenBLAS on one thread within the block, then back to numba's previous count (the two
+    are set together by nanograd.kernels.set_num_threads).
+
+    Why: a one-position step is a chain of ~30 tiny ops (matrix-vector products of at most a few MB,
+    layer norms of one row). OpenBLAS's matrix-vector product was no faster on 2 threads than on 1
+    (1536x384: 58 vs 58 us), and every op that wakes a second thread waits for it: on this shared 2-core
+    machine, config b's step measured 2.9-3.7 ms on 1 thread against 7.6-8.8 ms on 2, back to back."""
+    previous = numba.get_num_threads()
+    K.set_num_threads(1)
+    try:
+        yield
+    finally:
+        K.set_num_threads(previous)
+
+
+def _forward(model, idx, cache):
+    """forward's work. The residual stream is kept as rows (B * T, C): a matrix product with 2-D operands
+    goes to BLAS in one call (with (B, T, C) NumPy loops over the batch, 3x slower for one row)."""
     transformer = model.transformer
-    start, T = cache.length, idx.shape[1]
+    (B, T), start = idx.shape, cache.length
     x = transformer.wte.weight.data[idx] + transformer.wpe.weight.data[start : start + T]  # (B, T, C)
+    x = x.reshape(B * T, -1)
     for layer, block in enumerate(transformer.h):
-        x = x + _attention(block.attn, _layer_norm(x, block.ln_1), cache, layer)
+        x = x + _attention(block.attn, _layer_norm(x, block.ln_1), B, cache, layer)
         x = x + _mlp(block.mlp, _layer_norm(x, block.ln_2))
     cache.length += T
-    last = _layer_norm(x[:, -1], transformer.ln_f)  # (B, C): only the next token's logits are wanted
+    last = _layer_norm(x.reshape(B, T, -1)[:, -1], transformer.ln_f)  # (B, C): only the next token's logits
     return last @ model.lm_head.weight.data.T
 
 
-def _attention(attn, x, cache, layer):
-    """Causal self-attention of x (B, T, C) over the cached positions and its own -> (B, T, C)."""
-    B, T, C = x.shape
+def _attention(attn, x, B, cache, layer):
+    """Causal self-attention of rows x (B * T, C) over the cached positions and their own -> (B * T, C)."""
+    T, C = x.shape[0] // B, x.shape[1]
     qkv = _linear(x, attn.c_attn).reshape(B, T, 3, attn.n_head, C // attn.n_head).transpose(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
     k, v = cache.extend(layer, k, v)
     y, _ = K.attention_forward(q, k, v, True)
-    return _linear(y.transpose(0, 2, 1, 3).reshape(B, T, C), attn.c_proj)
+    return _linear(y.transpose(0, 2, 1, 3).reshape(B * T, C), attn.c_proj)
 
 
 def _mlp(mlp, x):
