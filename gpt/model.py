@@ -97,10 +97,11 @@ class GPT(nn.Module):
         residual stream (`c_proj`) are scaled by 1/sqrt(2 n_layer), as each block adds two of them."""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                param.data[...] = rng.normal(0.0, residual_std, param.shape)
-            elif param.ndim == 2:
-                param.data[...] = rng.normal(0.0, 0.02, param.shape)
+            if param.ndim == 2:
+                # Drawn in the parameter's own dtype, in place: a float64 draw would be a temporary twice the
+                # size of the parameter (for GPT-2 small's embedding, 300 MB), setting the peak memory.
+                rng.standard_normal(param.shape, dtype=param.dtype, out=param.data)
+                param.data *= residual_std if name.endswith("c_proj.weight") else 0.02
             elif ".ln_" in name and name.endswith(".weight"):
                 param.data[...] = 1.0
             else:

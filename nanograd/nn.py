@@ -143,14 +143,29 @@ def _rng(rng):
     return rng if rng is not None else np.random.default_rng()
 
 
+# Initial values are drawn in float32 (or float64 when asked) straight into the parameter's array: a
+# float64 draw cast afterwards would hold a temporary twice the parameter's size, which for GPT-2's
+# 50257 x 768 embedding was most of the peak memory of building the model.
+def _float_dtype(dtype):
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def _uniform(rng, bound, shape, dtype):
+    """U(-bound, bound) of `shape`, as dtype."""
+    values = rng.random(shape, dtype=_float_dtype(dtype))
+    values *= 2 * bound
+    values -= bound
+    return values.astype(dtype, copy=False)
+
+
 class Linear(Module):
     """y = x @ weight.T + bias, weight (out_features, in_features), initialised as PyTorch does."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, rng=None):
         rng = _rng(rng)
         bound = 1.0 / np.sqrt(in_features)
-        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
-        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
+        self.weight = Parameter(_uniform(rng, bound, (out_features, in_features), dtype))
+        self.bias = Parameter(_uniform(rng, bound, out_features, dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -160,7 +175,8 @@ class Embedding(Module):
     """A table of num_embeddings vectors of size embedding_dim, looked up by integer id."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, rng=None):
-        self.weight = Parameter(_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+        shape = (num_embeddings, embedding_dim)
+        self.weight = Parameter(_rng(rng).standard_normal(shape, dtype=_float_dtype(dtype)).astype(dtype, copy=False))
 
     def forward(self, ids) -> Tensor:
         return F.embedding(ids, self.weight)
