@@ -28,6 +28,13 @@ The report: each classifier's accuracy per fold, then over all folds its accurac
 confusion matrix, and the fine-tuned minus from-scratch accuracy with a 95% confidence interval from a
 bootstrap over the test plays (passages of one play are not independent evidence; plays are). The mean
 held-out accuracy at each evaluation goes to learning_curves.png in --out-dir.
+
+Measured with the defaults (1500 pretraining steps, 4 folds, 960 test passages from 29 plays; about 9.5
+minutes with --threads 1 on a busy 2-core machine, 4 once the pretrained model is cached):
+    --seed 0: fine-tuned 0.481, from scratch 0.414, gain +0.068 (95% CI -0.002 to +0.138), ahead in 4/4 folds
+    --seed 1: fine-tuned 0.460, from scratch 0.417, gain +0.044 (95% CI -0.035 to +0.123), ahead in 4/4 folds
+A consistent gain, but a modest one: genre is hard to read from 128 tokens (a bag-of-tokens logistic
+regression on the same passages reaches about 0.46) and the model pretrains on only 1.1 MB of text.
 """
 import argparse
 import dataclasses
@@ -57,8 +64,9 @@ METHODS = ("fine-tuned", "from scratch")
 VAL_FRACTION = 0.2  # of the labelled passages, kept aside to choose each classifier's stopping step
 BOOTSTRAP_DRAWS = 2000
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test).
-TINY = dict(pretrain_iters=20, tokenizer="char", n_layer=1, n_head=2, n_embd=32, block_size=32, passage_tokens=32,
-            folds=2, train_passages=30, test_passages=30, steps=12, batch_size=8, eval_every=6, unfreeze_every=3)
+TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
+            block_size=32, passage_tokens=32, folds=2, train_passages=30, test_passages=30, steps=12, batch_size=8,
+            eval_every=6, unfreeze_every=3)
 
 
 @dataclass
