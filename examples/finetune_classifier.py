@@ -344,9 +344,9 @@ def run(args):
                   "their genres); without --ckpt the model is pretrained on unlabelled plays only")
         trunk, tok = load_model(args.ckpt or pretrain(args))
     args.passage_tokens = args.passage_tokens or min(128, trunk.config.block_size)
-    if args.passage_tokens > trunk.config.block_size:
+    if args.passage_tokens > trunk.config.block_size and args.passage_tokens % trunk.config.block_size:
         raise ValueError(f"--passage-tokens {args.passage_tokens} exceeds the model's block_size "
-                         f"{trunk.config.block_size}")
+                         f"{trunk.config.block_size} and is not a multiple of it (long passages are read in windows)")
     print(f"{args.train_passages} labelled passages per fold ({round(VAL_FRACTION * 100)}% for validation), "
           f"{args.test_passages} test passages, {args.passage_tokens} tokens each; {args.pool}-pooled head")
     rng = np.random.default_rng(args.seed)

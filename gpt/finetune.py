@@ -51,8 +51,12 @@ class GPTClassifier(nn.Module):
         self.head.bias.data[...] = 0.0
 
     def forward(self, idx, labels=None):
-        """idx (B, T) int ids -> (logits (B, n_classes), mean cross-entropy or None); labels (B,) ints."""
-        hidden = self.trunk.hidden_states(idx)  # (B, T, C), the trunk without its lm_head
+        """idx (B, T) int ids -> (logits (B, n_classes), mean cross-entropy or None); labels (B,) ints.
+
+        A passage longer than the trunk's block_size is read as consecutive windows of block_size tokens,
+        each on its own (T must then be a multiple of block_size), and pooled over all its positions."""
+        idx = np.asarray(idx)
+        hidden = self._hidden_states(idx)  # (B, T, C)
         features = hidden.mean(axis=1) if self.pool == "mean" else hidden[:, -1]  # (B, C)
         logits = self.head(features)  # (B, n_classes)
         if labels is None:
@@ -63,6 +67,18 @@ class GPTClassifier(nn.Module):
         if labels.size and (labels.min() < 0 or labels.max() >= self.head.weight.shape[0]):
             raise ValueError(f"labels must be class ids in [0, {self.head.weight.shape[0]})")
         return logits, F.cross_entropy(logits, labels)
+
+    def _hidden_states(self, idx):
+        """The trunk's final hidden states (B, T, C) for idx (B, T), in windows of block_size if T is longer."""
+        window = self.trunk.config.block_size
+        if idx.ndim != 2 or idx.shape[1] <= window:
+            return self.trunk.hidden_states(idx)  # the trunk checks the ids and names what is wrong
+        B, T = idx.shape
+        if T % window:
+            raise ValueError(f"a passage of {T} tokens is longer than block_size {window}, so it is read in "
+                             f"windows of {window}: its length must be a multiple of {window}")
+        windows = self.trunk.hidden_states(idx.reshape(B * T // window, window))  # (B * T/window, window, C)
+        return windows.reshape(B, T, windows.shape[-1])
 
     def evaluate(self, idx, labels, batch_size=64):
         """(predicted class ids (B,), mean cross-entropy) for passages idx (B, T), in eval mode without a graph."""

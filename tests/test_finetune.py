@@ -39,6 +39,18 @@ def test_the_head_reads_the_pooled_hidden_states(pool):
     assert clf(idx)[0].shape == (3, 3)
 
 
+def test_a_passage_longer_than_the_context_is_read_in_windows():
+    clf = tiny_classifier()  # block_size 8
+    idx = np.random.default_rng(0).integers(0, 11, (2, 24))
+    windows = [clf.trunk.hidden_states(idx[:, i : i + 8]).data for i in (0, 8, 16)]  # each (2, 8, 8)
+    expected = np.concatenate(windows, axis=1).mean(axis=1) @ clf.head.weight.data.T + clf.head.bias.data
+    np.testing.assert_allclose(clf(idx)[0].data, expected, rtol=1e-5, atol=1e-7)  # as above
+    with pytest.raises(ValueError, match="passage of 12 tokens .* must be a multiple of 8"):
+        clf(idx[:, :12])
+    clf64 = tiny_classifier(np.float64)  # the gradients reach every window
+    assert nanograd.gradcheck(lambda *_: clf64(idx[:, :16], np.array([0, 2]))[1], clf64.parameters(), projections=2)
+
+
 def test_unknown_pooling_is_named():
     trunk = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
     with pytest.raises(ValueError, match="pool must be one of mean, last, got 'max'"):
