@@ -12,7 +12,6 @@ these logits equal the training forward's.
 """
 import contextlib
 
-import numba
 import numpy as np
 
 from nanograd import kernels as K
@@ -44,27 +43,16 @@ def forward(model, idx, cache):
     """Logits (B, vocab_size) of the position after idx (B, T), whose ids sit right after the cached ones.
 
     idx must hold valid ids and fit in the window (cache.length + T <= block_size): the caller checks.
-    Dropout is left out, as in eval mode. A one-position step runs on one thread (see _one_thread).
+    Dropout is left out, as in eval mode.
+
+    A single position of a single sequence (the common sampling step) runs every op on this thread: the
+    NumPy twins of the kernels and NumPy's own matrix-vector loop (np.vecdot) instead of the numba kernels
+    and BLAS. Its ops are tiny, and a second thread costs more than it saves: each numba kernel call took
+    ~15 us to start its thread pool, and on this shared 2-core machine the 24 matrix-vector products of
+    config b took 88 ms through 2-thread OpenBLAS against 1.55 ms through np.vecdot, back to back.
     """
-    with _one_thread() if idx.shape[1] == 1 else contextlib.nullcontext():
+    with K.use_backend("numpy") if idx.size == 1 else contextlib.nullcontext():
         return _forward(model, idx, cache)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """numba and OpenBLAS on one thread within the block, then back to numba's previous count (the two
-    are set together by nanograd.kernels.set_num_threads).
-
-    Why: a one-position step is a chain of ~30 tiny ops (matrix-vector products of at most a few MB,
-    layer norms of one row). OpenBLAS's matrix-vector product was no faster on 2 threads than on 1
-    (1536x384: 58 vs 58 us), and every op that wakes a second thread waits for it: on this shared 2-core
-    machine, config b's step measured 2.9-3.7 ms on 1 thread against 7.6-8.8 ms on 2, back to back."""
-    previous = numba.get_num_threads()
-    K.set_num_threads(1)
-    try:
-        yield
-    finally:
-        K.set_num_threads(previous)
 
 
 def _forward(model, idx, cache):
@@ -79,7 +67,7 @@ def _forward(model, idx, cache):
         x = x + _mlp(block.mlp, _layer_norm(x, block.ln_2))
     cache.length += T
     last = _layer_norm(x.reshape(B, T, -1)[:, -1], transformer.ln_f)  # (B, C): only the next token's logits
-    return last @ model.lm_head.weight.data.T
+    return _times_transposed(last, model.lm_head.weight.data)
 
 
 def _attention(attn, x, B, cache, layer):
@@ -88,7 +76,7 @@ def _attention(attn, x, B, cache, layer):
     qkv = _linear(x, attn.c_attn).reshape(B, T, 3, attn.n_head, C // attn.n_head).transpose(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, n_head, T, head_size)
     k, v = cache.extend(layer, k, v)
-    y, _ = K.attention_forward(q, k, v, True)
+    y, _ = K.attention_forward(q, k, v, T > 1)  # a single new position sees every key: no mask to build
     return _linear(y.transpose(0, 2, 1, 3).reshape(B * T, C), attn.c_proj)
 
 
@@ -97,10 +85,16 @@ def _mlp(mlp, x):
 
 
 def _linear(x, linear):
-    y = x @ linear.weight.data.T
+    y = _times_transposed(x, linear.weight.data)
     if linear.bias is not None:
         y += linear.bias.data
     return y
+
+
+def _times_transposed(x, weight):
+    """x (N, in) @ weight.T, weight (out, in) -> (N, out): one row through np.vecdot (see forward), more
+    rows through BLAS."""
+    return np.vecdot(weight, x[:, None, :]) if len(x) == 1 else x @ weight.T
 
 
 def _layer_norm(x, norm):

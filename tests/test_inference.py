@@ -1,5 +1,4 @@
 """gpt/inference.py, generation's forward on plain arrays, against the training forward (Tensors, autograd)."""
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -95,27 +94,27 @@ def test_parameters_are_read_by_reference():
     assert model.decode(prompt, model.new_kv_cache(1)).dtype == np.float64
 
 
-def test_a_one_position_step_runs_on_one_thread_and_restores_the_count(monkeypatch):
+def test_a_one_position_step_runs_the_numpy_kernels_and_restores_the_backend(monkeypatch):
     model = GPT(GPTConfig(block_size=4, vocab_size=7, n_layer=1, n_head=1, n_embd=4), seed=0)
     cache = model.new_kv_cache(1)
     seen = []
     layer_norm = inference._layer_norm
 
     def recording_layer_norm(x, norm):
-        seen.append((x.shape[0], numba.get_num_threads()))
+        seen.append((x.shape[0], K.BACKEND))
         return layer_norm(x, norm)
 
     monkeypatch.setattr(inference, "_layer_norm", recording_layer_norm)
-    threads = numba.get_num_threads()
-    model.decode(np.array([[1, 2]]), cache)  # two positions: the caller's thread count
+    backend = K.BACKEND
+    model.decode(np.array([[1, 2]]), cache)  # two positions: the configured kernels
     model.decode(np.array([[3]]), cache)
     # ln_1 and ln_2 on every row, ln_f on the last position only
-    assert seen == [(2, threads), (2, threads), (1, threads)] + [(1, 1)] * 3
-    assert numba.get_num_threads() == threads
+    assert seen == [(2, backend), (2, backend), (1, backend)] + [(1, "numpy")] * 3
+    assert K.BACKEND == backend
     monkeypatch.setattr(inference, "_layer_norm", lambda x, norm: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         model.decode(np.array([[4]]), cache)
-    assert numba.get_num_threads() == threads
+    assert K.BACKEND == backend
 
 
 def test_decode_rejects_bad_ids_and_a_full_window():
