@@ -37,7 +37,6 @@ A consistent gain, but a modest one: genre is hard to read from 128 tokens (a ba
 regression on the same passages reaches about 0.46) and the model pretrains on only 1.1 MB of text.
 """
 import argparse
-import dataclasses
 import io
 import os
 import sys
