@@ -101,15 +101,16 @@ def test_a_one_position_step_runs_the_numpy_kernels_and_restores_the_backend(mon
     layer_norm = inference._layer_norm
 
     def recording_layer_norm(x, norm):
-        seen.append((x.shape[0], K.BACKEND))
+        seen.append((x.shape[:-1], K.BACKEND))
         return layer_norm(x, norm)
 
     monkeypatch.setattr(inference, "_layer_norm", recording_layer_norm)
     backend = K.BACKEND
     model.decode(np.array([[1, 2]]), cache)  # two positions: the configured kernels
     model.decode(np.array([[3]]), cache)
-    # ln_1 and ln_2 on every row, ln_f on the last position only
-    assert seen == [(2, backend), (2, backend), (1, backend)] + [(1, "numpy")] * 3
+    # The only block is the last: ln_1 on both positions, ln_2 and ln_f on the last one only.
+    assert seen == [((1, 2), backend), ((1, 1), backend), ((1,), backend),
+                    ((1, 1), "numpy"), ((1, 1), "numpy"), ((1,), "numpy")]
     assert K.BACKEND == backend
     monkeypatch.setattr(inference, "_layer_norm", lambda x, norm: 1 / 0)
     with pytest.raises(ZeroDivisionError):
