@@ -1,0 +1,61 @@
+"""The PyTorch twin of the main job: `examples/train_shakespeare.py`'s default run, step for step.
+
+    python -m benchmarks.torch_shakespeare PATH [THREADS]      # PATH: e.g. tinyshakespeare.txt; 2 threads
+
+Same character tokenizer and splits (gpt.data), the same initial weights (our GPT with seed 1337, copied into
+benchmarks.torch_gpt.TorchGPT), the same batches and evaluation batches from the same generators, the same
+schedule, clipping and AdamW settings. Prints the final train/val loss and the wall time from data loading
+to the last evaluation, to compare with ours (`time python examples/train_shakespeare.py --data PATH`).
+Run it without nanograd's OMP_WAIT_POLICY default in the environment: PyTorch keeps its own.
+"""
+import sys
+import time
+
+import torch  # first: its OpenMP runtime reads the environment before anything of ours loads
+
+import numpy as np
+
+from benchmarks.torch_gpt import TorchGPT, torch_step
+
+
+def main(path, threads=2):
+    torch.set_num_threads(threads)
+    from gpt import GPT, GPTConfig, data, train
+    from nanograd import optim
+
+    c = train.TrainConfig()
+    start = time.perf_counter()
+    tokens = data.prepare(path, c.tokenizer)
+    config = GPTConfig(block_size=c.block_size, vocab_size=tokens.tokenizer.vocab_size, n_layer=c.n_layer,
+                       n_head=c.n_head, n_embd=c.n_embd)
+    model = TorchGPT.from_ours(GPT(config, seed=c.seed))
+    opt = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
+    step = torch_step(model, opt)
+    rng, eval_rng = np.random.default_rng(c.seed), np.random.default_rng([c.seed, 1])
+    eval_batches = {split: [data.get_batch(ids, c.batch_size, c.block_size, eval_rng) for _ in range(c.eval_iters)]
+                    for split, ids in (("train", tokens.train), ("val", tokens.val))}
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            losses = {split: float(np.mean([model(torch.from_numpy(x), torch.from_numpy(y))[1].item()
+                                            for x, y in batches])) for split, batches in eval_batches.items()}
+        model.train()
+        return losses
+
+    for it in range(c.max_iters):
+        if it % c.eval_interval == 0:
+            evaluate()
+        lr = optim.cosine_lr(it, c.learning_rate, c.min_lr, c.warmup_iters, c.max_iters)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        step(*data.get_batch(tokens.train, c.batch_size, c.block_size, rng))
+    losses = evaluate()
+    print(f"PyTorch twin: step {c.max_iters}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}; "
+          f"{time.perf_counter() - start:.1f} s from data loading to the last evaluation")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit(__doc__)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 2)
