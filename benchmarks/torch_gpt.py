@@ -10,6 +10,8 @@ and prints one JSON line. A process of its own, because importing nanograd sets 
 (see nanograd/kernels/threads.py), which costs PyTorch's OpenMP pool ~45% of its speed at 2 threads
 (config a: 59 vs 33 ms a step, measured here): the peer runs with its own defaults. torch is imported
 before anything of ours, and the memory side never imports nanograd at all.
+The train and sample sides do import nanograd (to build our weights), so they also get nanograd's
+malloc setting (nanograd/memory.py: freed memory is reused): the peer runs with the same allocator as ours.
 """
 import json
 import math

@@ -57,7 +57,7 @@ def forward(model, idx, cache):
 
 def _forward(model, idx, cache):
     transformer = model.transformer
-    (B, T), start = idx.shape, cache.length
+    T, start = idx.shape[1], cache.length
     x = transformer.wte.weight.data[idx] + transformer.wpe.weight.data[start : start + T]  # (B, T, C)
     for layer, block in enumerate(transformer.h):
         # Only the next token's logits are wanted, so the last block caches keys and values for every

@@ -5,9 +5,8 @@ gradients) and frees them again. glibc's malloc serves an allocation above its m
 32 MB) with fresh pages from the OS and unmaps them on free, so every step page-faults each big array
 in again and the kernel zeroes every page first: one more pass over memory for each of them. Measured
 here on a config-b sized GELU backward (16384 x 1536 float32, 100 MB per array): 50-70 ms with fresh
-pages, 31-33 ms with recycled ones. PyTorch avoids this with a caching allocator; NumPy has none for big
-arrays, so nanograd asks malloc (at import, through `mallopt`) to serve everything from its heap and
-keep freed memory there. The heap then stays at the peak a training step needs, which it reaches
+pages, 31-33 ms with recycled ones. NumPy keeps no cache of big arrays, so nanograd asks malloc (at
+import, through `mallopt`) to serve everything from its heap and keep freed memory there. The heap then stays at the peak a training step needs, which it reaches
 anyway, every step.
 
 Only on glibc, and only if the user has not tuned malloc already (GLIBC_TUNABLES, MALLOC_*_ variables);
