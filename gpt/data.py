@@ -13,6 +13,7 @@ import numpy as np
 
 import tokenizer
 from gpt import corpus
+from gpt.files import write_atomic
 
 TOKENIZER_KINDS = ("char", "bpe")
 VAL_FRACTION = 0.1
@@ -53,7 +54,7 @@ def token_ids(text, tok, tokenizer_path, cache=None):
         dtype = np.uint16 if ids.size == 0 or ids.max() < 2**16 else np.uint32
         buffer = io.BytesIO()
         np.save(buffer, ids.astype(dtype))
-        corpus.write_atomic(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue())
     return np.load(path, mmap_mode="r")
 
 

@@ -18,8 +18,6 @@ memory is the model plus its largest tensor (and the constructor's temporaries),
 """
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ from safetensors.numpy import save_file
 from tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer
 from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
-from gpt.checkpoint import fsync_dir_files, swap_into_place
+from gpt.files import replace_dir_atomic
 from gpt.model import GPT, GPTConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -212,10 +210,7 @@ def save_pretrained(model, path, tokenizer=None):
     if model.lm_head.weight is not model.transformer.wte.weight:
         raise PretrainedError("the GPT-2 layout stores a tied output head; this model's lm_head is untied")
     hf_config = config_to_hf(model.config)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with replace_dir_atomic(path) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
         weights = {
             name: np.ascontiguousarray(array.T if name.endswith(CONV1D_WEIGHTS) else array)
@@ -225,11 +220,6 @@ def save_pretrained(model, path, tokenizer=None):
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if tokenizer is not None:
             _save_tokenizer(tokenizer, tmp)
-        fsync_dir_files(tmp)
-        swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _save_tokenizer(tok, folder):

@@ -1,10 +1,9 @@
 """The record of a training run: a CSV log (one row per step, one per evaluation) and a loss-curve PNG."""
 import csv
 import io
-import os
 from pathlib import Path
 
-from gpt.corpus import write_atomic
+from gpt.files import write_atomic
 
 COLUMNS = ("kind", "step", "lr", "loss", "val_loss", "tokens_per_s")
 
@@ -59,8 +58,7 @@ def plot_losses(csv_path, png_path):
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.grid(alpha=0.3)
     ax.legend()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, png_path)
+    write_atomic(png_path, png.getvalue())

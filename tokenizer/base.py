@@ -120,7 +120,8 @@ def render_token(token: bytes) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder, so readers never see half."""
+    """Write `text` to `path` through a temp file in the same folder and os.replace, so a reader, or a run
+    that dies mid-write, never finds half a file. The one atomic writer of the tokenizer package."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
