@@ -20,12 +20,12 @@ FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
 def run(name: str, threads: int, steps: int) -> None:
-    import nanograd.kernels as K
+    import nanograd
     from benchmarks.configs import CONFIGS, make_batch
     from benchmarks.training import our_step
     from gpt import GPT, GPTConfig
 
-    K.set_num_threads(threads)
+    nanograd.tune_process(threads=threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = our_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
     idx, targets = make_batch(name)

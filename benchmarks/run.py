@@ -58,8 +58,8 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import importlib
 
-    import nanograd.kernels as K
-    K.set_num_threads(args.threads)
+    import nanograd
+    nanograd.tune_process(threads=args.threads)
 
     rows = []
     for group in args.only:

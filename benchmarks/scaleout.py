@@ -39,11 +39,11 @@ def data_parallel_step(model, opt, world):
 
 def time_steps(name, threads, quick):
     """Run in a child (one of the ranks, or the single process): print the median seconds per step."""
-    import nanograd.kernels as K
+    import nanograd
     from gpt import GPT, GPTConfig, distributed
 
     world = distributed.world()
-    K.set_num_threads(threads)
+    nanograd.tune_process(threads=threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = data_parallel_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)), world)
     idx, targets = make_batch(name)

@@ -6,12 +6,10 @@ Run as a module it is the peer's side of a benchmark row, in a process of its ow
 
     python -m benchmarks.torch_gpt {train,sample,memory} CONFIG THREADS ROUNDS PER_ROUND
 
-and prints one JSON line. A process of its own, because importing nanograd sets OMP_WAIT_POLICY=PASSIVE
-(see nanograd/kernels/threads.py), which costs PyTorch's OpenMP pool ~45% of its speed at 2 threads
-(config a: 59 vs 33 ms a step, measured here): the peer runs with its own defaults. torch is imported
-before anything of ours, and the memory side never imports nanograd at all.
-The train and sample sides do import nanograd (to build our weights), so they also get nanograd's
-malloc setting (nanograd/memory.py: freed memory is reused): the peer runs with the same allocator as ours.
+and prints one JSON line. A process of its own, because our side runs under nanograd.tune_process(), whose
+OMP_WAIT_POLICY=PASSIVE slows PyTorch's OpenMP pool (by ~45% at 2 threads on config a, when measured): the
+peer runs with its own OpenMP defaults. It does take tune_process's malloc setting (freed memory is kept for
+reuse, nanograd.process.keep_freed_memory), so both sides run with the same allocator.
 """
 import json
 import math
@@ -139,6 +137,9 @@ def torch_step(model, opt):
 def main(argv):
     kind, name, threads, rounds, per_round = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
     torch.set_num_threads(threads)
+    from nanograd.process import keep_freed_memory
+
+    keep_freed_memory()
     from benchmarks.configs import CONFIGS, SAMPLE_TOKENS, make_batch, median_seconds, peak_rss_mib
 
     config = types.SimpleNamespace(**CONFIGS[name]["config"], bias=True)

@@ -6,7 +6,7 @@ Same character tokenizer and splits (gpt.data), the same initial weights (our GP
 benchmarks.torch_gpt.TorchGPT), the same batches and evaluation batches from the same generators, the same
 schedule, clipping and AdamW settings. Prints the final train/val loss and the wall time from data loading
 to the last evaluation, to compare with ours (`time python examples/train_shakespeare.py --data PATH`).
-Run it without nanograd's OMP_WAIT_POLICY default in the environment: PyTorch keeps its own.
+PyTorch keeps its own OpenMP settings; it shares our malloc setting (nanograd.process.keep_freed_memory).
 """
 import sys
 import time
@@ -22,6 +22,9 @@ def main(path, threads=2):
     torch.set_num_threads(threads)
     from gpt import GPT, GPTConfig, data, train
     from nanograd import optim
+    from nanograd.process import keep_freed_memory
+
+    keep_freed_memory()
 
     c = train.TrainConfig()
     start = time.perf_counter()

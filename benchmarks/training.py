@@ -106,8 +106,8 @@ def memory_row(name: str, threads: int, quick: bool) -> dict:
 
 def peak_memory_child(name: str, threads: int) -> None:
     """Run in a fresh process: a few of our training steps, then print peak RSS in MiB."""
-    import nanograd.kernels as K
-    K.set_num_threads(threads)
+    import nanograd
+    nanograd.tune_process(threads=threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = our_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
     idx, targets = make_batch(name)

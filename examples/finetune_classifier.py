@@ -56,7 +56,7 @@ from gpt.model import GPT  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
 from gpt.train import TrainConfig, Trainer  # noqa: E402
-from nanograd import kernels  # noqa: E402
+import nanograd  # noqa: E402
 from tokenizer import CharTokenizer  # noqa: E402
 
 CLASSES = ("comedy", "tragedy", "history")
@@ -336,7 +336,7 @@ def main(argv=None):
 
 def run(args):
     """Get a pretrained trunk, train both classifiers on every fold, report; returns the per-fold results."""
-    kernels.set_num_threads(args.threads)
+    nanograd.tune_process(threads=args.threads)
     if args.pretrained:
         trunk, tok = load_pretrained(args.pretrained)
     else:

@@ -2,18 +2,17 @@
 (causal self-attention, then a 4x MLP with GELU), a final LayerNorm, and an output head tied to the
 token embedding. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys line up with theirs.
 
-Generation runs the same model without autograd and with a KV cache (gpt/inference.py), so each new
-token costs the work of one position instead of a pass over the whole context.
+Training and generation run this one forward. Generation (gpt/generate.py) runs it under
+`nanograd.no_grad()` with a KV cache, so each new token costs the work of one position.
 """
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+import gpt.generate
 import nanograd.functional as F
 from nanograd import nn, optim
-from gpt import inference
-from gpt.sampling import sample_next_token
 
 
 @dataclass
@@ -44,12 +43,31 @@ class CausalSelfAttention(nn.Module):
         # One projection makes queries, keys and values: (B, T, C) -> (B, T, 3C), laid out [q | k | v].
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+        # True: one fused op (fast, the default). False: the same attention written out in Tensor ops below,
+        # which also keeps its attention weights in `self.att` (for drawing them; see gpt/attention_maps.py).
+        self.fused = True
+        self.att = None
 
-    def forward(self, x):
-        """x (B, T, C) -> (B, T, C)."""
-        # Each position's query meets the keys of positions up to its own, in n_head heads of C // n_head
-        # channels; the heads are read in place from the [q | k | v] layout (see F.causal_self_attention).
-        y = F.causal_self_attention(self.c_attn(x), self.n_head)  # (B, T, C)
+    def forward(self, x, cache=None):
+        """x (B, T, C) -> (B, T, C). `cache` (generation only): this layer's keys and values of earlier positions."""
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(C, axis=2)  # each (B, T, C)
+        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs): each head on its own
+        k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
+        if self.fused:
+            y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
+        else:
+            S = k.shape[2]
+            att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S): how well q_i matches k_j
+            att = att.masked_fill(F.causal_mask(T, S), -np.inf)  # no position looks at a later one
+            att = F.softmax(att, axis=-1)  # (B, nh, T, S): each row sums to 1
+            self.att = att.data
+            y = att @ v  # (B, nh, T, hs): a weighted sum of the values
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): the heads side by side again
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -72,8 +90,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -132,23 +150,25 @@ class GPT(nn.Module):
                 f"crop the context to its last {self.config.block_size} tokens"
             )
 
-    def _hidden(self, idx):
-        """Final hidden states (B, T, C) for ids idx (B, T)."""
+    def _hidden(self, idx, cache=None):
+        """Final hidden states (B, T, C) for ids idx (B, T), which follow the cache's positions if one is given."""
+        start = 0 if cache is None else cache.length
         T = idx.shape[1]
-        self._check_length(T)
+        self._check_length(start + T)
         tok = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
-        pos = F.embedding(np.arange(T), self.transformer.wpe.weight)  # (T, C)
+        pos = F.embedding(np.arange(start, start + T), self.transformer.wpe.weight)  # (T, C)
         x = F.dropout(tok + pos, self.config.dropout, self.training)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if cache is None else cache.layers[i])
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache=None):
         """idx (B, T) int ids -> (logits (B, T, vocab_size), mean cross-entropy loss or None).
 
-        Targets (B, T) are the next ids; -1 marks positions to ignore."""
+        Targets (B, T) are the next ids; -1 marks positions to ignore. `cache` (a gpt.generate.KVCache, for
+        generation under no_grad) holds the keys and values of earlier positions; idx continues them."""
         idx = self._check_ids(idx)
-        logits = self.lm_head(self._hidden(idx))
+        logits = self.lm_head(self._hidden(idx, cache))  # (B, T, vocab_size)
         if targets is None:
             return logits, None
         targets = np.asarray(targets)
@@ -184,44 +204,6 @@ class GPT(nn.Module):
         ]
         return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
-    def new_kv_cache(self, batch_size):
-        return inference.KVCache(self.config, batch_size, self.transformer.wte.weight.dtype)
-
-    def decode(self, idx, cache):
-        """Feed idx (B, T) after the cached positions, without dropout or a graph; returns the logits of
-        the last position (B, vocab_size) as an ndarray (see gpt/inference.py)."""
-        idx = self._check_ids(idx)
-        self._check_length(cache.length + idx.shape[1])
-        return inference.forward(self, idx, cache)
-
-    def decode_next(self, context, cache):
-        """Logits (B, vocab_size) of the token after `context` (B, T), whose last token is the only one the
-        cache lacks. While the window has room this costs one position. Once the cache holds block_size
-        positions the window slides, every position embedding shifts, and the cache is rebuilt from the
-        last block_size tokens (the same result as cropping the context, as nanoGPT does)."""
-        if cache.length < self.config.block_size:
-            return self.decode(context[:, -1:], cache)
-        cache.length = 0
-        return self.decode(context[:, -self.config.block_size :], cache)
-
-    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
-        """Yield max_new_tokens new ids (B,), one step at a time, continuing idx (B, T); each step conditions
-        on the last block_size tokens. See sampling.sample_next_token for the sampling options."""
-        context = self._check_ids(idx)
-        if context.shape[1] == 0:
-            raise ValueError("generate needs at least one token of context")
-        rng = np.random.default_rng(seed)
-        cache = self.new_kv_cache(context.shape[0])
-        logits = self.decode(context[:, -self.config.block_size :], cache)
-        for step in range(max_new_tokens):
-            token = sample_next_token(logits, rng, temperature, top_k, top_p)
-            yield token
-            if step + 1 < max_new_tokens:
-                context = np.concatenate([context[:, -self.config.block_size :], token[:, None]], axis=1)
-                logits = self.decode_next(context, cache)
-
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
-        """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids. See generate_stream."""
-        idx = self._check_ids(idx)
-        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, seed))
-        return np.concatenate([idx] + [token[:, None] for token in new], axis=1).astype(idx.dtype)
+        """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids (see gpt/generate.py)."""
+        return gpt.generate.generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed)

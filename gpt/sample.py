@@ -5,14 +5,13 @@
     python -m gpt.sample --pretrained path/to/gpt2 --prompt "Hello, I'm a language model,"
 """
 import argparse
-import codecs
 import sys
 import time
 
-import numpy as np
-
+import nanograd
 import tokenizer
 from gpt.checkpoint import load_checkpoint
+from gpt.generate import stream_text
 from gpt.model import GPT, GPTConfig
 from gpt.pretrained import load_pretrained
 
@@ -25,29 +24,6 @@ def load_model(ckpt_dir):
     if ckpt.tokenizer_path is None:
         raise ValueError(f"checkpoint {ckpt_dir} holds no tokenizer, so its ids cannot be turned into text")
     return model.eval(), tokenizer.load(ckpt.tokenizer_path)
-
-
-def stream_text(model, tok, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None):
-    """Yield the text that follows `prompt`, a piece per generated token (one sample, B = 1).
-
-    Bytes are decoded incrementally, so a character split over several byte-level BPE tokens is printed
-    once it is complete."""
-    ids = tok.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    context = np.asarray([ids], dtype=np.int64)
-    for token in model.generate_stream(context, max_new_tokens, temperature, top_k, top_p, seed):
-        piece = decoder.decode(_token_bytes(tok, int(token[0])))
-        if piece:
-            yield piece
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        yield tail
-
-
-def _token_bytes(tok, token):
-    if hasattr(tok, "decode_bytes"):  # byte-level BPE: a token may hold part of a character
-        return tok.decode_bytes([token])
-    return tok.decode([token]).encode("utf-8")
 
 
 def build_arg_parser():
@@ -67,6 +43,7 @@ def build_arg_parser():
 
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
+    nanograd.tune_process()
     try:
         model, tok = load_pretrained(args.pretrained) if args.pretrained else load_model(args.ckpt)
         start = time.perf_counter()

@@ -33,12 +33,12 @@ import numpy as np
 from tqdm import tqdm
 
 import nanograd
-from nanograd import kernels, no_grad, optim
+from nanograd import no_grad, optim
 from gpt import data, distributed
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.generate import stream_text
 from gpt.model import GPT, GPTConfig
 from gpt.report import TrainingLog, plot_losses
-from gpt.sample import stream_text
 
 
 def _option(default, help):
@@ -333,7 +333,7 @@ def main(argv=None, description=__doc__):
     world = distributed.World()  # until MPI is connected, failures exit this process alone
     try:
         world = distributed.world()
-        kernels.set_num_threads(args.threads or distributed.default_threads(world))
+        nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         trainer = Trainer(config, world)
         if world.is_main:

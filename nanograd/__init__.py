@@ -1,12 +1,14 @@
 """nanograd: a tensor autograd engine on NumPy, with numba kernels for the hot paths.
 
-Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (reshape, indexing, ...),
-functional.py (softmax, layer norm, attention, ...), nn.py, optim.py, gradcheck.py; kernels/ last.
+Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (transpose, indexing, split, ...),
+functional.py (softmax, layer norm, attention, ...: each op's forward and backward in NumPy), nn.py,
+optim.py, gradcheck.py, draw.py; kernels/ last, if at all. Importing nanograd has no effect outside it;
+programs that train call `tune_process()` (process.py) for process-wide settings.
 """
-from . import memory  # noqa: F401  (first: big arrays reuse freed memory; see memory.py)
-from . import movement  # attaches reshape, transpose, indexing and masked_fill to Tensor
+from . import movement  # noqa: F401  (makes transpose, indexing, split and masked_fill Tensor methods)
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where
+from .process import tune_process
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor, is_grad_enabled, no_grad
 
@@ -14,5 +16,5 @@ from . import functional, nn, optim  # noqa: E402  (they build on the names abov
 
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "where",
-    "manual_seed", "get_rng_state", "set_rng_state", "functional", "nn", "optim",
+    "manual_seed", "get_rng_state", "set_rng_state", "tune_process", "functional", "nn", "optim",
 ]

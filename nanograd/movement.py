@@ -2,22 +2,14 @@
 
 Their backward passes route each gradient element back to where its value came from: undo a
 reshape or transpose, scatter into the indexed positions, split a concatenation. They are attached
-to Tensor as methods at the bottom of this module; `cat`, `stack` and `where` are functions.
+to Tensor as methods at the bottom of this module (reshape is defined in tensor.py itself); `cat`,
+`stack` and `where` are functions.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .tensor import Tensor, check_axis
-
-
-def reshape(x: Tensor, *shape) -> Tensor:
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    try:
-        out = x.data.reshape(shape)
-    except ValueError:
-        raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}") from None
-    return Tensor._op(out, (x,), lambda g: (g.reshape(x.shape),))
 
 
 def transpose(x: Tensor, *axes) -> Tensor:
@@ -27,7 +19,7 @@ def transpose(x: Tensor, *axes) -> Tensor:
         raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
     axes = axes or tuple(reversed(range(x.ndim)))
     inverse = tuple(np.argsort([a % x.ndim for a in axes]))
-    return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),))
+    return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 
 def _is_advanced(index) -> bool:
@@ -55,7 +47,15 @@ def getitem(x: Tensor, index) -> Tensor:
             grad[index] = g
         return (grad,)
 
-    return Tensor._op(np.asarray(out), (x,), backward)
+    return Tensor._op(np.asarray(out), (x,), backward, "getitem")
+
+
+def split(x: Tensor, size: int, axis: int = -1) -> list:
+    """x cut into pieces `size` long along `axis` (views, no copies), like torch.split:
+    split(x of shape (2, 6), 2, axis=1) -> three (2, 2) tensors. Each piece's gradient goes back to its part."""
+    check_axis(axis, x.ndim, x.shape)
+    before = (slice(None),) * (axis % x.ndim)
+    return [getitem(x, before + (slice(start, start + size),)) for start in range(0, x.shape[axis], size)]
 
 
 def masked_fill(x: Tensor, mask, value) -> Tensor:
@@ -65,7 +65,7 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
         out = np.where(mask, np.asarray(value, dtype=x.dtype), x.data)
     except ValueError:
         raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to {x.shape}") from None
-    return Tensor._op(out, (x,), lambda g: (np.where(mask, 0, g),))
+    return Tensor._op(out, (x,), lambda g: (np.where(mask, 0, g),), "masked_fill")
 
 
 def cat(tensors, axis: int = 0) -> Tensor:
@@ -79,7 +79,7 @@ def cat(tensors, axis: int = 0) -> Tensor:
     except ValueError:
         raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis") from None
     split_at = np.cumsum([t.shape[axis] for t in tensors])[:-1]
-    return Tensor._op(out, tuple(tensors), lambda g: tuple(np.split(g, split_at, axis=axis)))
+    return Tensor._op(out, tuple(tensors), lambda g: tuple(np.split(g, split_at, axis=axis)), "cat")
 
 
 def stack(tensors, axis: int = 0) -> Tensor:
@@ -93,7 +93,8 @@ def stack(tensors, axis: int = 0) -> Tensor:
     check_axis(axis, tensors[0].ndim + 1, tensors[0].shape)
     out = np.stack([t.data for t in tensors], axis=axis)
     return Tensor._op(out, tuple(tensors),
-                      lambda g: tuple(np.squeeze(part, axis) for part in np.split(g, len(tensors), axis=axis)))
+                      lambda g: tuple(np.squeeze(part, axis) for part in np.split(g, len(tensors), axis=axis)),
+                      "stack")
 
 
 def where(condition, a, b) -> Tensor:
@@ -105,11 +106,11 @@ def where(condition, a, b) -> Tensor:
         out = np.where(condition, a.data, b.data)
     except ValueError:
         raise ValueError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} do not broadcast") from None
-    return Tensor._op(out, (a, b), lambda g: (np.where(condition, g, 0), np.where(condition, 0, g)))
+    return Tensor._op(out, (a, b), lambda g: (np.where(condition, g, 0), np.where(condition, 0, g)), "where")
 
 
-Tensor.reshape = reshape
 Tensor.transpose = transpose
 Tensor.T = property(lambda self: transpose(self))
 Tensor.__getitem__ = getitem
 Tensor.masked_fill = masked_fill
+Tensor.split = split

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from . import kernels as K
+from . import kernels
+from .kernels import fast_kernel
 
 
 class Optimizer:
@@ -92,6 +93,23 @@ class SGD(Optimizer):
         param.data -= group["lr"] * grad
 
 
+@fast_kernel(kernels.adamw.adamw_step)
+def adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW step t >= 1, in place on param, exp_avg (m) and exp_avg_sq (v), elementwise:
+        param <- param * (1 - lr * weight_decay)              (decoupled weight decay)
+        m     <- beta1 * m + (1 - beta1) * grad
+        v     <- beta2 * v + (1 - beta2) * grad^2
+        param <- param - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    The last line is lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps) in the order PyTorch evaluates it."""
+    param *= 1 - lr * weight_decay
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    denom = np.sqrt(exp_avg_sq) / math.sqrt(1 - beta2**step) + eps
+    param -= lr / (1 - beta1**step) * exp_avg / denom
+
+
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter), exactly as torch.optim.AdamW:
 
@@ -100,8 +118,8 @@ class AdamW(Optimizer):
         p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
     The update is the same for every element, so each group is stored flat (see _FlatGroup): the
-    parameters' values, gradients and moments are views into one array each, and one kernel call updates
-    the whole group instead of one call per parameter.
+    parameters' values and moments are views into one array each, the gradients are gathered into one, and
+    a single adamw_step updates the whole group instead of one call per parameter.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
@@ -124,8 +142,8 @@ class AdamW(Optimizer):
         beta1, beta2 = group["betas"]
         if not param.data.flags.c_contiguous:
             raise ValueError(f"AdamW needs C-contiguous parameters, got one of shape {param.shape} that is a view")
-        K.adamw_step(param.data, np.ascontiguousarray(grad), state["exp_avg"], state["exp_avg_sq"],
-                     group["lr"], beta1, beta2, group["eps"], group["weight_decay"], state["step"])
+        adamw_step(param.data, np.ascontiguousarray(grad), state["exp_avg"], state["exp_avg_sq"],
+                   group["lr"], beta1, beta2, group["eps"], group["weight_decay"], state["step"])
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
@@ -135,14 +153,14 @@ class AdamW(Optimizer):
 
 
 class _FlatGroup:
-    """A parameter group living in flat arrays: `data`, `grad`, `exp_avg`, `exp_avg_sq`, each one array with
-    a view per parameter. Parameters keep their shapes; their .data becomes a view into `data`, and the
-    engine writes their gradients into their view of `grad` (Tensor.grad_buffer). The moments start at
-    zero: views into them stand in the optimizer's per-parameter state, so state_dict is unchanged.
+    """A parameter group living in flat arrays: `data`, `exp_avg`, `exp_avg_sq`, each one array with a view
+    per parameter, and `grad`, into which each step gathers the parameters' gradients. Parameters keep their
+    shapes; their .data becomes a view into `data`. The moments start at zero: views into them stand in the
+    optimizer's per-parameter state, so state_dict is unchanged.
 
     The flat path is taken only while everything still points into these arrays (`is_intact`): a parameter
-    replaced (model.to(dtype)), a gradient missing or reassigned, or moments loaded from elsewhere fall
-    back to the per-parameter update, which computes the same thing."""
+    replaced (model.to(dtype)), a gradient missing, or moments loaded from elsewhere fall back to the
+    per-parameter update, which computes the same thing."""
 
     def __init__(self, params, data):
         self.params, self.data = params, data
@@ -160,14 +178,14 @@ class _FlatGroup:
         if len({p.dtype for p in params}) != 1 or len({id(p) for p in params}) != len(params):
             return None
         flat = cls(params, np.concatenate([p.data.reshape(-1) for p in params]))
-        for p, data, grad in zip(params, flat.views["data"], flat.views["grad"]):
-            p.data, p.grad_buffer = data, grad
+        for p, data in zip(params, flat.views["data"]):
+            p.data = data
         return flat
 
     def is_intact(self, state: dict) -> bool:
         views = self.views
         for i, p in enumerate(self.params):
-            if p.data is not views["data"][i] or p.grad is not views["grad"][i]:
+            if p.data is not views["data"][i] or p.grad is None:
                 return False
             saved = state.get(id(p))
             if saved is not None and (saved["exp_avg"] is not views["exp_avg"][i]
@@ -181,9 +199,10 @@ class _FlatGroup:
             saved = state.setdefault(id(p), {"step": 0, "exp_avg": self.views["exp_avg"][i],
                                              "exp_avg_sq": self.views["exp_avg_sq"][i]})
             saved["step"] += 1
+            self.views["grad"][i][...] = p.grad
         beta1, beta2 = group["betas"]
-        K.adamw_step(self.data, self.grad, self.exp_avg, self.exp_avg_sq, group["lr"], beta1, beta2, group["eps"],
-                     group["weight_decay"], state[id(self.params[0])]["step"])
+        adamw_step(self.data, self.grad, self.exp_avg, self.exp_avg_sq, group["lr"], beta1, beta2, group["eps"],
+                   group["weight_decay"], state[id(self.params[0])]["step"])
 
     def take_moments(self, state: dict) -> None:
         """After loading a state dict: copy the loaded moments into the flat arrays and use the views."""

@@ -8,8 +8,9 @@ broadcasting. So each op only states its own calculus, right next to its forward
 
     out = a * b          ->   backward(g) = (g * b, g * a)
 
-Shape-changing ops (reshape, transpose, indexing, cat, stack, where, masked_fill) live in
-`movement.py`; fused neural-network ops (softmax, layer norm, attention, ...) in `functional.py`.
+The other ops that only move elements (transpose, indexing, split, cat, stack, where, masked_fill) live
+in `movement.py`, which also makes them Tensor methods; fused neural-network ops (softmax, layer norm,
+attention, ...) live in `functional.py`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import contextlib
 
 import numpy as np
 
-from . import kernels as K
+from .kernels import matmul
 
 _grad_enabled = True
 
@@ -90,14 +91,13 @@ class Tensor:
         self._backward = None
         self._retains_grad = False
         self._freed = False
-        # Where a leaf's gradient is written, if somewhere particular: optimizers that keep all gradients in
-        # one flat array (optim.AdamW) point each parameter at its slice of it.
-        self.grad_buffer = None
+        self.op = ""  # the name of the op that made this tensor ("" for a leaf), for printing and drawing
 
     @classmethod
-    def _op(cls, data, parents, backward) -> "Tensor":
-        """The output of an op: records its parents and backward only when a gradient is wanted."""
+    def _op(cls, data, parents, backward, op: str) -> "Tensor":
+        """The output of op `op`: records its parents and backward only when a gradient is wanted."""
         out = cls(data)
+        out.op = op
         if _grad_enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
@@ -150,13 +150,7 @@ class Tensor:
         if self.grad is None:
             # A leaf gets its own copy: the same array may flow to several parents, and optimizers
             # and clip_grad_norm_ later scale leaf grads in place.
-            if not self.is_leaf:
-                self.grad = grad
-            elif self.grad_buffer is not None:
-                self.grad = self.grad_buffer
-                np.copyto(self.grad, grad)
-            else:
-                self.grad = grad.copy()
+            self.grad = grad.copy() if self.is_leaf else grad
         elif self.is_leaf:
             self.grad += grad
         else:
@@ -232,33 +226,33 @@ class Tensor:
     def __add__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "+")
-        return Tensor._op(self.data + other.data, (self, other), lambda g: (g, g))
+        return Tensor._op(self.data + other.data, (self, other), lambda g: (g, g), "+")
 
     def __sub__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "-")
-        return Tensor._op(self.data - other.data, (self, other), lambda g: (g, -g))
+        return Tensor._op(self.data - other.data, (self, other), lambda g: (g, -g), "-")
 
     def __mul__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "*")
         a, b = self.data, other.data
-        return Tensor._op(a * b, (self, other), lambda g: (g * b, g * a))
+        return Tensor._op(a * b, (self, other), lambda g: (g * b, g * a), "*")
 
     def __truediv__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "/")
         a, b = self.data, other.data
-        return Tensor._op(a / b, (self, other), lambda g: (g / b, -g * a / (b * b)))
+        return Tensor._op(a / b, (self, other), lambda g: (g / b, -g * a / (b * b)), "/")
 
     def __neg__(self):
-        return Tensor._op(-self.data, (self,), lambda g: (-g,))
+        return Tensor._op(-self.data, (self,), lambda g: (-g,), "neg")
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor) or not np.isscalar(exponent):
             raise TypeError("Tensor ** x supports a Python number x only; use exp(log(a) * b) for tensor powers")
         a = self.data
-        return Tensor._op(a ** exponent, (self,), lambda g: (g * exponent * a ** (exponent - 1),))
+        return Tensor._op(a ** exponent, (self,), lambda g: (g * exponent * a ** (exponent - 1),), f"**{exponent}")
 
     def __radd__(self, other):
         return self + other
@@ -271,6 +265,18 @@ class Tensor:
 
     def __rtruediv__(self, other):
         return self._lift(other) / self
+
+    # --- shape ----------------------------------------------------------------------------------
+
+    def reshape(self, *shape) -> "Tensor":
+        """The same elements in a new shape (one size may be -1); the gradient is reshaped back."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        try:
+            out = self.data.reshape(shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
+                             f"into {shape}") from None
+        return Tensor._op(out, (self,), lambda g: (g.reshape(self.shape),), "reshape")
 
     # --- matrix product ------------------------------------------------------------------------
 
@@ -300,11 +306,11 @@ class Tensor:
             return rows.reshape(a.shape[:-1] + (b.shape[-1],))
 
         def backward(g):
-            grad_a = K.matmul(g, np.swapaxes(b, -1, -2)) if self.requires_grad else None
-            grad_b = K.matmul(np.swapaxes(a, -1, -2), g) if other.requires_grad else None
+            grad_a = matmul(g, np.swapaxes(b, -1, -2)) if self.requires_grad else None
+            grad_b = matmul(np.swapaxes(a, -1, -2), g) if other.requires_grad else None
             return grad_a, grad_b
 
-        return Tensor._op(K.matmul(a, b), (self, other), backward)
+        return Tensor._op(matmul(a, b), (self, other), backward, "@")
 
     def __rmatmul__(self, other):
         return self._lift(other) @ self
@@ -324,7 +330,8 @@ class Tensor:
             check_axis(axis, self.ndim, self.shape)
         shape = self.shape
         out = np.asarray(self.data.sum(axis=axis, keepdims=keepdims))
-        return Tensor._op(out, (self,), lambda g: (np.broadcast_to(self._expand_reduced(g, axis, keepdims), shape),))
+        return Tensor._op(out, (self,), lambda g: (np.broadcast_to(self._expand_reduced(g, axis, keepdims), shape),),
+                          "sum")
 
     def mean(self, axis=None, keepdims=False):
         if axis is not None:
@@ -345,26 +352,26 @@ class Tensor:
             share = is_max / is_max.sum(axis=axis, keepdims=True)
             return (share * self._expand_reduced(g, axis, keepdims),)
 
-        return Tensor._op(out, (self,), backward)
+        return Tensor._op(out, (self,), backward, "max")
 
     # --- elementwise functions -----------------------------------------------------------------
 
     def exp(self):
         out = np.exp(self.data)
-        return Tensor._op(out, (self,), lambda g: (g * out,))
+        return Tensor._op(out, (self,), lambda g: (g * out,), "exp")
 
     def log(self):
         a = self.data
-        return Tensor._op(np.log(a), (self,), lambda g: (g / a,))
+        return Tensor._op(np.log(a), (self,), lambda g: (g / a,), "log")
 
     def tanh(self):
         out = np.tanh(self.data)
-        return Tensor._op(out, (self,), lambda g: (g * (1 - out * out),))
+        return Tensor._op(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
 
     def relu(self):
         a = self.data
-        return Tensor._op(np.maximum(a, 0), (self,), lambda g: (g * (a > 0),))
+        return Tensor._op(np.maximum(a, 0), (self,), lambda g: (g * (a > 0),), "relu")
 
     def sqrt(self):
         out = np.sqrt(self.data)
-        return Tensor._op(out, (self,), lambda g: (g / (2 * out),))
+        return Tensor._op(out, (self,), lambda g: (g / (2 * out),), "sqrt")

@@ -8,6 +8,12 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+import nanograd
+
+# As the trainer and sampler do: OpenMP threads sleep when idle, so numba's and OpenBLAS's pools do not
+# spin against each other on a small machine.
+nanograd.tune_process()
+
 settings.register_profile(
     "ci",
     derandomize=True,

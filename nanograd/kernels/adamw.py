@@ -1,12 +1,7 @@
-"""One AdamW step (PyTorch's torch.optim.AdamW semantics), in place, elementwise.
+"""One AdamW step, in place: the fast version of adamw_step in nanograd/optim.py (the math is there).
 
-param, grad, exp_avg (m), exp_avg_sq (v): same shape and dtype, C-contiguous. For step t >= 1:
-    param <- param * (1 - lr * weight_decay)              (decoupled weight decay)
-    m     <- beta1 * m + (1 - beta1) * grad
-    v     <- beta2 * v + (1 - beta2) * grad^2
-    param <- param - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-The last line is the contract's  lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),  written in
-the order PyTorch evaluates it. The numba kernel does all four lines in one pass over memory, where
+param, grad, exp_avg, exp_avg_sq: same shape and dtype; param and the moments C-contiguous.
+The numba kernel does all four lines in one pass over memory, where
 NumPy makes one pass (and a temporary) per operation.
 """
 import math
@@ -30,17 +25,6 @@ def _check_inputs(param, grad, exp_avg, exp_avg_sq, step):
         raise ValueError(f"adamw_step: step counts from 1, got {step}")
 
 
-def adamw_step_numpy(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
-    _check_inputs(param, grad, exp_avg, exp_avg_sq, step)
-    param *= 1 - lr * weight_decay
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * grad * grad
-    denom = np.sqrt(exp_avg_sq) / math.sqrt(1 - beta2**step) + eps
-    param -= lr / (1 - beta1**step) * exp_avg / denom
-
-
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _adamw_flat(param, grad, m, v, decay, beta1, beta2, eps, step_size, inv_sqrt_bc2):
     one = param.dtype.type(1)
@@ -51,7 +35,7 @@ def _adamw_flat(param, grad, m, v, decay, beta1, beta2, eps, step_size, inv_sqrt
         param[i] = param[i] * decay - step_size * m[i] / (np.sqrt(v[i]) * inv_sqrt_bc2 + eps)
 
 
-def adamw_step_numba(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
+def adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
     _check_inputs(param, grad, exp_avg, exp_avg_sq, step)
     as_dtype = param.dtype.type
     _adamw_flat(param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), exp_avg.reshape(-1),

@@ -1,20 +1,10 @@
-"""Scaled dot-product attention, optionally causal, fused into one kernel per (batch, head).
+"""Attention: the fast version of attention_forward / attention_backward in nanograd/functional.py, whose
+NumPy reference states the math (read that first; this file is about doing it fast).
 
-Shapes: q, out, dq, dout (B, H, Tq, D); k, v, dk, dv (B, H, Tk, D), Tq <= Tk; saved = lse (B, H, Tq).
-Any strides are accepted, and the outputs may be passed in (`out=`; `dq=, dk=, dv=`): so q, k, v can
-be views into the (B, T, 3C) output of a transformer's qkv projection, `out` a view into a (B, T, C)
-array, and dq, dk, dv views into one (B, T, 3C) gradient, with no transposed copies on either side.
-
-Forward, per (b, h), with scale = 1 / sqrt(D):
-    S = scale * q k^T                  (Tq, Tk)
-    S_ij = -inf where causal and j > i + (Tk - Tq)     (bottom-right alignment: the last query row
-                                                        sees every key, as in a KV-cache decode step)
-    lse_i = log sum_j exp(S_ij),   P = exp(S - lse),   out = P v
-Backward (P is recomputed from the saved lse rather than stored: it is B*H*Tq*Tk numbers,
-100 MB per layer at B=64, H=6, T=256):
-    dv = P^T dout,   dP = dout v^T,   dS = P * (dP - rowsum(dout * out)),
-    dq = scale * dS k,   dk = scale * dS^T q
-(rowsum(dout * out)_i = sum_j P_ij dP_ij, the softmax backward's dot product.)
+Shapes: q, out, dq, dout (B, H, Tq, D); k, v, dk, dv (B, H, Tk, D), Tq <= Tk; lse (B, H, Tq). Any strides
+are accepted, so q, k, v may be head views into the (B, T, 3C) output of a qkv projection, with no
+transposed copies. Backward uses dS = P * (dP - rowsum(dout * out)): rowsum(dout * out)_i equals
+sum_j P_ij dP_ij, the softmax backward's dot product, from arrays already at hand.
 
 The numba kernels run one (b, h) per parallel iteration, so a head's (Tq, Tk) matrices live only in
 that thread's cache (256 KB at T=256) instead of a (B, H, T, T) array in memory, and keys past the
@@ -32,63 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fastmath import FAST, fast_exp
-from .softmax import softmax_backward_numpy, softmax_row
-
-
-def _check_inputs(q, k, v):
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"attention: q, k, v must be (B, H, T, D); got {q.shape}, {k.shape}, {v.shape}")
-    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"attention: q {q.shape} and k, v {k.shape}, {v.shape} must share B, H and D, "
-                         "and k, v must have the same shape")
-    if q.shape[2] > k.shape[2]:
-        raise ValueError(f"attention: Tq={q.shape[2]} must not exceed Tk={k.shape[2]}")
-
-
-def _causal_mask(tq, tk):
-    """True where query i must not see key j, i.e. j > i + (Tk - Tq)."""
-    return np.triu(np.ones((tq, tk), dtype=bool), k=tk - tq + 1)
-
-
-def _scores_numpy(q, k, causal):
-    scores = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    if causal:
-        scores = np.where(_causal_mask(q.shape[2], k.shape[2]), -np.inf, scores)
-    return scores.astype(q.dtype, copy=False)
-
-
-def attention_forward_numpy(q, k, v, causal, out=None):
-    _check_inputs(q, k, v)
-    scores = _scores_numpy(q, k, causal)
-    m = scores.max(axis=-1, keepdims=True)
-    lse = m + np.log(np.exp(scores - m).sum(axis=-1, keepdims=True))
-    return _store(np.exp(scores - lse) @ v, out, q.dtype, "out"), lse[..., 0].astype(q.dtype, copy=False)
-
-
-def attention_backward_numpy(dout, q, k, v, out, saved, causal, dq=None, dk=None, dv=None):
-    _check_inputs(q, k, v)
-    probs = np.exp(_scores_numpy(q, k, causal) - saved[..., None])
-    dscores = softmax_backward_numpy(probs, dout @ np.swapaxes(v, -1, -2))
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    return (_store((dscores @ k) * scale, dq, q.dtype, "dq"),
-            _store((np.swapaxes(dscores, -1, -2) @ q) * scale, dk, q.dtype, "dk"),
-            _store(np.swapaxes(probs, -1, -2) @ dout, dv, q.dtype, "dv"))
-
-
-def _output(out, shape, dtype, name):
-    """The caller's output array (any strides, e.g. a view into a bigger buffer) or a new one."""
-    if out is None:
-        return np.empty(shape, dtype)
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError(f"attention: {name} must be {dtype} of shape {shape}, got {out.dtype} of shape {out.shape}")
-    return out
-
-
-def _store(value, out, dtype, name):
-    """value as dtype, written into the caller's `out` when one is given."""
-    result = _output(out, value.shape, dtype, name)
-    result[...] = value
-    return result
+from .softmax import softmax_row
 
 
 @njit(cache=True, error_model="numpy", fastmath=FAST)
@@ -260,16 +194,20 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
         _copy_rows(dvh, dv[b, h])
 
 
-def attention_forward_numba(q, k, v, causal, out=None):
-    _check_inputs(q, k, v)
-    out = _output(out, q.shape, q.dtype, "out")
+def attention_forward(q, k, v, causal):
+    """(out, lse), as the reference. `out` is laid out (B, T, H, D) in memory, viewed as (B, H, T, D):
+    merging the heads back into (B, T, C) after attention is then a view, not a copy."""
+    n_batch, n_head, tq, d = q.shape
+    out = np.empty((n_batch, tq, n_head, d), q.dtype).transpose(0, 2, 1, 3)
     lse = np.empty(q.shape[:3], q.dtype)
     _attention_forward_heads(q, k.astype(q.dtype, copy=False), v.astype(q.dtype, copy=False), bool(causal), out, lse)
     return out, lse
 
 
-def attention_backward_numba(dout, q, k, v, out, saved, causal, dq=None, dk=None, dv=None):
-    _check_inputs(q, k, v)
-    dq, dk, dv = (_output(g, x.shape, q.dtype, name) for g, x, name in ((dq, q, "dq"), (dk, k, "dk"), (dv, v, "dv")))
-    _attention_backward_heads(dout.astype(q.dtype, copy=False), q, k, v, out, saved, bool(causal), dq, dk, dv)
+def attention_backward(dout, q, k, v, out, lse, causal):
+    """(dq, dk, dv), as the reference, each laid out in memory as its input is (np.empty_like keeps the
+    order of the axes): when q, k, v are head views of one (B, T, 3C) array, the moves that undo the head
+    split in backward are views too."""
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    _attention_backward_heads(dout.astype(q.dtype, copy=False), q, k, v, out, lse, bool(causal), dq, dk, dv)
     return dq, dk, dv

@@ -1,8 +1,4 @@
-"""GELU, tanh approximation (as in GPT-2), elementwise on any shape.
-
-Forward:   y = 0.5 x (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
-Backward:  dx = dy * (0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx),
-           du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+"""GELU (tanh approximation): the fast version of gelu_forward / gelu_backward in nanograd/functional.py.
 
 The numba kernels use the identity 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), so one
 vectorizable `fast_exp` replaces tanh. With s = sigmoid(2u):
@@ -20,17 +16,6 @@ from .fastmath import FAST, fast_exp
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 CUBIC = 0.044715
-
-
-def gelu_forward_numpy(x):
-    u = SQRT_2_OVER_PI * (x + CUBIC * x * x * x)
-    return (0.5 * x * (1.0 + np.tanh(u))).astype(x.dtype, copy=False)
-
-
-def gelu_backward_numpy(x, dy):
-    t = np.tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x))
-    du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x * x)
-    return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)).astype(x.dtype, copy=False)
 
 
 # Every constant is cast to x's dtype: a bare Python number such as `2 * u` would promote float32 to
@@ -55,14 +40,14 @@ def _gelu_backward_flat(x, dy, dx):
         dx[i] = dy[i] * (s + two * xi * s * (one - s) * du_dx)
 
 
-def gelu_forward_numba(x):
+def gelu_forward(x):
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
     _gelu_forward_flat(flat, y)
     return y.reshape(x.shape)
 
 
-def gelu_backward_numba(x, dy):
+def gelu_backward(x, dy):
     check_same_shape(x, dy, "x", "dy")
     flat_x = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat_x)

@@ -1,14 +1,6 @@
-"""Layer normalization over the last axis (biased variance, as PyTorch).
+"""Layer norm: the fast version of layer_norm_forward / layer_norm_backward in nanograd/functional.py.
 
 Shapes: x, y, dy, dx (..., C); weight, bias, dweight, dbias (C,); mean, rstd (...,).
-
-Forward, per row:
-    mean = sum_c x_c / C,   var = sum_c (x_c - mean)^2 / C,   rstd = 1 / sqrt(var + eps)
-    xhat_c = (x_c - mean) * rstd,   y_c = xhat_c * weight_c + bias_c
-Backward, with g_c = dy_c * weight_c per row:
-    dx_c = rstd * (g_c - mean_c'(g) - xhat_c * mean_c'(g * xhat))
-    dweight = sum over rows of dy * xhat,   dbias = sum over rows of dy
-
 The numba forward does one parallel pass per row (variance from the centered values, two reads of a
 row that sits in L1). The backward splits the rows into fixed blocks: each block writes its own
 partial dweight/dbias row, so no two threads add into the same memory; the partials are summed last.
@@ -26,27 +18,6 @@ def _check_params(x, weight, name):
     if weight.shape != (x.shape[-1],):
         raise ValueError(f"layer_norm: {name} has shape {weight.shape}, expected ({x.shape[-1]},) "
                          f"for input of shape {x.shape}")
-
-
-def layer_norm_forward_numpy(x, weight, bias, eps):
-    _check_params(x, weight, "weight")
-    _check_params(x, bias, "bias")
-    mean = x.mean(axis=-1)
-    centered = x - mean[..., None]
-    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1) + eps)
-    y = centered * rstd[..., None] * weight + bias
-    return y.astype(x.dtype, copy=False), mean, rstd.astype(x.dtype, copy=False)
-
-
-def layer_norm_backward_numpy(dy, x, weight, mean, rstd):
-    check_same_shape(dy, x, "dy", "x")
-    xhat = (x - mean[..., None]) * rstd[..., None]
-    g = dy * weight
-    dx = rstd[..., None] * (g - g.mean(axis=-1, keepdims=True)
-                            - xhat * (g * xhat).mean(axis=-1, keepdims=True))
-    rows = dy.reshape(-1, x.shape[-1])
-    dweight = (rows * xhat.reshape(rows.shape)).sum(axis=0)
-    return dx.astype(x.dtype, copy=False), dweight, rows.sum(axis=0)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
@@ -97,7 +68,7 @@ def _layer_norm_backward_blocks(dy, x, weight, mean, rstd, dx, dweight_parts, db
                 dxr[c] = r * (dyr[c] * weight[c] - g_mean - xhat * gx_mean)
 
 
-def layer_norm_forward_numba(x, weight, bias, eps):
+def layer_norm_forward(x, weight, bias, eps):
     _check_params(x, weight, "weight")
     _check_params(x, bias, "bias")
     rows = as_rows(x)
@@ -109,7 +80,7 @@ def layer_norm_forward_numba(x, weight, bias, eps):
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
 
-def layer_norm_backward_numba(dy, x, weight, mean, rstd):
+def layer_norm_backward(dy, x, weight, mean, rstd):
     check_same_shape(dy, x, "dy", "x")
     rows, dy_rows = as_rows(x), as_rows(dy, "dy")
     n_rows, n_cols = rows.shape

@@ -1,14 +1,5 @@
-"""Softmax and log-softmax along the last axis, for any leading shape.
-
-x, y, dy, dx all have shape (..., V); the math is per row (the last axis).
-
-Forward (subtracting the row max m = max_k x_k changes nothing mathematically and prevents overflow):
-    softmax:      y_j = exp(x_j - m) / sum_k exp(x_k - m)
-    log_softmax:  z_j = x_j - m - log(sum_k exp(x_k - m))
-
-Backward (the Jacobian of softmax is diag(y) - y y^T, so the vector-Jacobian product is one pass):
-    softmax:      dx_j = y_j * (dy_j - sum_k dy_k y_k)
-    log_softmax:  dx_j = dy_j - exp(z_j) * sum_k dy_k        (exp(z) is the softmax)
+"""Softmax and log-softmax: the fast versions of the references in nanograd/functional.py (the math is
+there). x, y, dy, dx (..., V), per row of the last axis.
 
 The numba kernels run rows in parallel and use the vectorizable `fast_exp` (float32) from fastmath.py;
 they read the input once for the max and once more for the exponentials, where NumPy makes a
@@ -21,26 +12,6 @@ from numba import njit, prange
 
 from ._arrays import as_rows, check_same_shape
 from .fastmath import FAST, fast_exp, row_max
-
-
-# ---- NumPy twins (the readable reference) ----
-
-def softmax_forward_numpy(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def softmax_backward_numpy(y, dy):
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
-
-
-def log_softmax_forward_numpy(x):
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def log_softmax_backward_numpy(y, dy):
-    return dy - np.exp(y) * dy.sum(axis=-1, keepdims=True)
 
 
 # ---- numba kernels: one row per parallel iteration ----
@@ -110,7 +81,7 @@ def _log_softmax_backward_rows(z, dy, dx):
             dxr[j] = dyr[j] - fast_exp(zr[j]) * total
 
 
-# ---- numba wrappers: same signatures as the twins ----
+# ---- the kernels: same arguments and results as the references in nanograd/functional.py ----
 
 def _on_rows(kernel, *arrays):
     """Run kernel(rows_0, ..., out) on (N, V) contiguous views of equally shaped arrays."""
@@ -122,17 +93,17 @@ def _on_rows(kernel, *arrays):
     return out.reshape(arrays[0].shape)
 
 
-def softmax_forward_numba(x):
+def softmax_forward(x):
     return _on_rows(_softmax_forward_rows, x)
 
 
-def softmax_backward_numba(y, dy):
+def softmax_backward(y, dy):
     return _on_rows(_softmax_backward_rows, y, dy)
 
 
-def log_softmax_forward_numba(x):
+def log_softmax_forward(x):
     return _on_rows(_log_softmax_forward_rows, x)
 
 
-def log_softmax_backward_numba(y, dy):
+def log_softmax_backward(y, dy):
     return _on_rows(_log_softmax_backward_rows, y, dy)

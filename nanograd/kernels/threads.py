@@ -5,12 +5,6 @@ library (numpy.libs/libscipy_openblas64_*.so on Linux, numpy/.dylibs on macOS) w
 `scipy_openblas_set_num_threads64_` (older builds: `openblas_set_num_threads`). If no OpenBLAS is
 found (e.g. NumPy built against MKL or Accelerate), only numba's count changes and
 `blas_threads_settable()` says so.
-
-The two pools take turns in every training step, and by default each keeps its threads spinning
-for a while after its work is done. With 2 threads in each on 2 cores, four spinning threads fight
-for two cores: measured here, a config-a training step took 343 ms instead of 80 ms, and sampling
-fell from ~570 to 20 tokens/s. So unless the user has chosen otherwise, OpenMP threads sleep when
-idle (OMP_WAIT_POLICY=PASSIVE, read when numba first starts its OpenMP pool, after this import).
 """
 import ctypes
 import glob
@@ -18,8 +12,6 @@ import os
 
 import numba
 import numpy as np
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SETTER_NAMES = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads_",
                  "openblas_set_num_threads64_", "openblas_set_num_threads")
