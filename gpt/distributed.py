@@ -65,7 +65,8 @@ class World:
         """Replace each parameter's .grad by its mean over the ranks and return the mean of `loss`.
 
         One allreduce of one flat buffer carries every gradient and the loss; the means are copied back into
-        the gradient arrays in place, so whatever points at them (AdamW's flat gradient storage) still does.
+        each parameter's .grad array, which is what the optimizer then reads (AdamW gathers the .grad arrays
+        at each step).
         A parameter without a gradient contributes zeros and keeps None: every rank runs the same graph, so
         it has none on any rank.
         """

@@ -168,9 +168,6 @@ world = distributed.world()
 kernels.set_num_threads(distributed.default_threads(world))
 trainer = Trainer(config)
 trainer.train_step()
-# The averages went back into the gradient arrays AdamW keeps flat, so its one-call update still applies.
-kept = all(p.grad is p.grad_buffer for p in trainer.model.parameters())
-print(f"rank {world.rank} kept the flat gradients: {kept}")
 if world.is_main:
     np.savez(sys.argv[2], **{name: p.grad for name, p in trainer.model.named_parameters()})
 try:
@@ -201,7 +198,6 @@ def test_two_ranks_average_gradients_and_catch_mistakes(tmp_path, config):
         assert f"rank {rank} caught: the test arrays of rank(s) [1] differ from rank 0's" in run.stdout
         assert f"rank {rank} refused: batch_size 3 does not split evenly over 2 MPI processes" in run.stdout
         assert f"rank {rank} of 2, 1 thread(s)" in run.stdout or os.cpu_count() > 2
-        assert f"rank {rank} kept the flat gradients: True" in run.stdout
 
     single = Trainer(dataclasses.replace(config, out_dir=str(tmp_path / "single")), distributed.World())
     single.train_step()

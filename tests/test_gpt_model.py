@@ -1,4 +1,5 @@
-"""The GPT model: names, initial loss, causality, gradients, overfitting, KV-cache generation, errors."""
+"""The GPT model: names, initial loss, causality, gradients, fused and written-out attention, overfitting,
+KV-cache generation, errors."""
 import dataclasses
 import math
 
@@ -6,11 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import gpt.generate
 import nanograd
 from nanograd import no_grad
-from gpt import GPT, GPTConfig, inference
+from gpt import GPT, GPTConfig
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gpt.sampling import sample_next_token
+from gpt.generate import KVCache, generate_stream, next_logits, sample_next_token
 
 TINY = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8)
 
@@ -141,14 +143,19 @@ def test_kv_cache_generation_equals_full_recompute(dtype):
     sampling = dict(temperature=1.0, top_k=8, top_p=0.95)
     expected, expected_logits = _generate_by_recomputing(model, prompt, n, seed=3, **sampling)
     np.testing.assert_array_equal(model.generate(prompt, n, seed=3, **sampling), expected)
-    # Same logits step by step: feed the cached decoder the recomputed tokens.
+    # Same logits step by step: feed the cached forward the recomputed tokens, one position while the window
+    # has room, the last block_size tokens again once it is full (as generate_stream does).
     cache_logits = []
-    cache = model.new_kv_cache(batch_size=2)
-    logits = model.decode(prompt, cache)
+    cache = KVCache(TINY, batch_size=2, dtype=dtype)
+    logits = next_logits(model, prompt, cache)
     for step in range(n):
         cache_logits.append(logits)
         context = expected[:, : prompt.shape[1] + step + 1]
-        logits = model.decode_next(context, cache)
+        if cache.length < TINY.block_size:
+            logits = next_logits(model, context[:, -1:], cache)
+        else:
+            cache.clear()
+            logits = next_logits(model, context[:, -TINY.block_size :], cache)
     # float32: attention over a cache sums in a different order than the full pass; 1e-5 is ~100 ulps of
     # logits of size ~1. float64: rounding only, ~1e-15.
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -167,7 +174,7 @@ def test_generation_is_seeded_and_greedy_at_zero_temperature():
 
 def test_generate_stream_yields_one_token_per_step():
     model = GPT(TINY)
-    stream = model.generate_stream(_ids((3, 2), 11), 5, seed=0)
+    stream = generate_stream(model, _ids((3, 2), 11), 5, seed=0)
     tokens = list(stream)
     assert len(tokens) == 5 and all(t.shape == (3,) for t in tokens)
 
@@ -191,14 +198,91 @@ def test_clear_errors_for_bad_ids_and_lengths():
 def test_cached_generation_feeds_one_position_per_token(monkeypatch):
     model = GPT(TINY)
     lengths = []
-    forward = inference.forward
 
-    def recording_forward(model, idx, cache):
-        lengths.append(idx.shape[1])
-        return forward(model, idx, cache)
+    def recording_next_logits(model, idx, cache):
+        lengths.append((idx.shape[1], cache.length))
+        return next_logits(model, idx, cache)
 
-    monkeypatch.setattr(inference, "forward", recording_forward)
+    monkeypatch.setattr(gpt.generate, "next_logits", recording_next_logits)
     model.generate(_ids((1, 3), 11), 10, seed=0)
     # Prefill the 3-token prompt, one position per token until the 8-position window is full (5 tokens),
-    # then the window slides and each step re-reads the last block_size tokens.
-    assert lengths == [3, 1, 1, 1, 1, 1, 8, 8, 8, 8]
+    # then the window slides and each step re-reads the last block_size tokens into a cleared cache.
+    assert lengths == [(3, 0), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (8, 0), (8, 0), (8, 0), (8, 0)]
+
+
+def _unfused(model):
+    for block in model.transformer.h:
+        block.attn.fused = False
+    return model
+
+
+def _logits_and_gradients(model, idx, targets):
+    model.zero_grad()
+    logits, loss = model(idx, targets)
+    loss.backward()
+    return logits.data, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+@st.composite
+def attention_cases(draw):
+    """A random GPT config, ids and targets."""
+    n_head = draw(st.integers(1, 4))
+    config = GPTConfig(block_size=draw(st.integers(1, 16)), vocab_size=draw(st.integers(2, 20)),
+                       n_layer=draw(st.integers(1, 2)), n_head=n_head, n_embd=n_head * draw(st.integers(1, 8)),
+                       bias=draw(st.booleans()))
+    B, T = draw(st.integers(1, 4)), draw(st.integers(1, config.block_size))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    return config, seed, rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
+
+
+def _check_fused_equals_written_out(config, seed, idx, targets):
+    model = GPT(config, seed=seed).to(np.float64)
+    rng = np.random.default_rng(seed)
+    for param in model.parameters():  # larger weights than at init, so attention is far from uniform
+        param.data[...] = rng.normal(0.0, 0.5, param.shape)
+    fused_logits, fused_grads = _logits_and_gradients(model, idx, targets)
+    written_logits, written_grads = _logits_and_gradients(_unfused(model), idx, targets)
+    # float64, the same math in another order (the fused op's softmax is exp(s - logsumexp), the written-out
+    # one exp(s - max) / sum; the fused backward recomputes P, the written-out one goes through
+    # softmax_backward): rounding only. Measured on 200 such configs: <= 6e-15 on logits of size <= ~10,
+    # <= 2e-15 on gradients of size <= ~1.5. 1e-12 leaves 150x room and is far below any real difference
+    # (a wrong scale, mask or missing term moves them by > 1e-3).
+    np.testing.assert_allclose(written_logits, fused_logits, rtol=0, atol=1e-12)
+    for name, grad in fused_grads.items():
+        np.testing.assert_allclose(written_grads[name], grad, rtol=0, atol=1e-12, err_msg=name)
+
+
+@settings(max_examples=30)
+@given(case=attention_cases())
+def test_fused_and_written_out_attention_give_the_same_logits_and_gradients(case):
+    _check_fused_equals_written_out(*case)
+
+
+def test_fused_and_written_out_attention_agree_where_the_numba_kernels_run():
+    """Large enough that the fused op and the written-out softmax run their numba kernels (B*T*C >= 2048)."""
+    config = GPTConfig(block_size=32, vocab_size=20, n_layer=2, n_head=4, n_embd=32)
+    assert 4 * 32 * config.n_embd >= nanograd.kernels.MIN_KERNEL_SIZE
+    _check_fused_equals_written_out(config, 5, _ids((4, 32), 20, 1), _ids((4, 32), 20, 2))
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_written_out_attention_weights_are_causal_softmax_rows(cached):
+    model = _unfused(GPT(TINY, seed=4))
+    idx = _ids((3, 7), 11, 5)
+    T, S = (2, 7) if cached else (7, 7)  # with a cache, the last 2 positions attend to all 7
+    with no_grad():
+        if cached:
+            cache = KVCache(TINY, batch_size=3)
+            model(idx[:, :5], cache=cache)
+            model(idx[:, 5:], cache=cache)
+        else:
+            model(idx)
+    for block in model.transformer.h:
+        att = block.attn.att
+        assert att.shape == (3, TINY.n_head, T, S) and att.dtype == np.float32
+        np.testing.assert_allclose(att.sum(axis=-1), 1.0, rtol=1e-6)
+        assert np.all(att >= 0)
+        # Query i (position S - T + i) sees keys 0 .. S - T + i: exactly zero above that diagonal.
+        above = np.triu(np.ones((T, S), dtype=bool), k=S - T + 1)
+        assert np.all(att[..., above] == 0) and np.all(att[..., ~above] > 0)

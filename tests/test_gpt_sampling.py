@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 from gpt import GPT, GPTConfig
-from gpt.sample import stream_text
-from gpt.sampling import sample_next_token
+from gpt.generate import generate_stream, sample_next_token, stream_text
 from tokenizer import CharTokenizer
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])
@@ -63,7 +62,20 @@ def test_generation_runs_without_dropout_and_leaves_the_mode_alone():
     model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=8, dropout=0.5))
     prompt = np.zeros((1, 1), np.int64)
     in_training_mode = model.generate(prompt, max_new_tokens=12, seed=0)
-    assert model.training and model.transformer.h[0].training
+    assert model.training and all(m.training for _, m in model.named_modules())
     # Dropout at p = 0.5 in training mode would change these logits (and so the tokens) if it ran.
     np.testing.assert_array_equal(model.eval().generate(prompt, max_new_tokens=12, seed=0), in_training_mode)
-    assert not model.training
+    assert not any(m.training for _, m in model.named_modules())
+
+
+def test_a_stream_stopped_early_or_failing_restores_the_mode():
+    model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=8, dropout=0.5))
+    stream = generate_stream(model, np.zeros((1, 1), np.int64), 10, seed=0)
+    next(stream)
+    assert not model.training  # dropout is off while the stream runs
+    stream.close()  # the consumer stops early (as a reader of stream_text may)
+    assert model.training and all(m.training for _, m in model.named_modules())
+    stream = generate_stream(model, np.zeros((1, 1), np.int64), 10, top_k=0)
+    with pytest.raises(ValueError, match="top_k"):
+        next(stream)
+    assert model.training
