@@ -6,6 +6,7 @@ optim.py, gradcheck.py, draw.py; kernels/ last, if at all. Importing nanograd ha
 programs that train call `tune_process()` (process.py) for process-wide settings.
 """
 from . import movement  # noqa: F401  (makes transpose, indexing, split and masked_fill Tensor methods)
+from .draw import draw, trace
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where
 from .process import tune_process
@@ -17,4 +18,5 @@ from . import functional, nn, optim  # noqa: E402  (they build on the names abov
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "where",
     "manual_seed", "get_rng_state", "set_rng_state", "tune_process", "functional", "nn", "optim",
+    "draw", "trace",
 ]
