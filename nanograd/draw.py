@@ -52,7 +52,7 @@ class Graph:
             f.write(self.svg(names, collapse))
         return str(path)
 
-    def _repr_svg_(self):
+    def _repr_svg_(self):  # Jupyter
         return self.svg()
 
     def svg(self, names=None, collapse=True) -> str:
@@ -97,9 +97,8 @@ class Graph:
                 lines.append((f"= {title}" if name else title, "title"))
             kind = "op" if t.op else "leaf" if t.requires_grad else "const"
             out.append(dict(lines=lines + [(_shape(t), "shape")] + _values(t), kind=kind, tensor=t, cut=b in self.cut))
-        edges = [(number[box[p]], number[box[c]], k) for p, c, k in sorted(self.edges, key=lambda e: e[2])
-                 if p not in hidden and box[p] != box[c]]
-        return out, edges
+        return out, [(number[box[p]], number[box[c]], k) for p, c, k in sorted(self.edges, key=lambda e: e[2])
+                     if p not in hidden and box[p] != box[c]]
 
 
 def trace(root: Tensor, max_depth: int | None = None) -> Graph:
@@ -153,10 +152,9 @@ def _values(t) -> list:
         if a.size <= 4:
             v = [_num(x) for x in np.asarray(a, dtype=float).ravel()]
             lines.append((f"{label} {v[0] if a.ndim == 0 else '[' + ', '.join(v) + ']'}", style))
-        elif style == "data":
-            lines.append((f"data μ={a.mean():.3g} σ={a.std():.3g}", style))
-        else:
-            lines.append((f"grad ‖g‖={np.linalg.norm(a):.3g}", style))
+        else:  # too many numbers to print: their mean and spread, and the gradient's size
+            lines.append((f"data μ={a.mean():.3g} σ={a.std():.3g}" if style == "data"
+                          else f"grad ‖g‖={np.linalg.norm(a):.3g}", style))
     return lines
 
 
@@ -188,8 +186,7 @@ def _topological(n, parents) -> list:
 
 def _layout(boxes, edges):
     """Place the boxes (sets their x, y: top left, w, h); return each edge's waypoints and the picture's size."""
-    n = len(boxes)
-    parents = [[] for _ in range(n)]
+    n, parents = len(boxes), [[] for _ in boxes]
     for p, c, k in edges:
         parents[c].append((k, p))
     layer = [0] * n
@@ -255,7 +252,7 @@ def _width(box) -> float:
 
 
 def _render(boxes, edges) -> str:
-    waypoints, width, height = _layout(boxes, edges)
+    waypoints, width, height = _layout(boxes, edges)  # also sets each box's x, y, w, h
     legend = _wrap(LEGEND, max(30, int((width - 2 * MARGIN) / (CHAR * 10))), " · ")
     width, height = max(width, max(map(len, legend)) * CHAR * 10 + 2 * MARGIN), height + LINE * len(legend)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
