@@ -160,8 +160,8 @@ class World:
 
 
 def default_threads(world):
-    """Threads per process: this machine's cores shared among its ranks, at most 2 (more gained nothing
-    on the GPT shapes measured here), at least 1."""
+    """Threads per process: this machine's cores shared among its ranks, at most 2 (more threads gain
+    little on GPT shapes of this size; see benchmarks/scaleout.py), at least 1."""
     return min(2, max(1, (os.cpu_count() or 1) // world.local_size))
 
 

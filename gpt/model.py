@@ -52,10 +52,8 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, C) -> (B, T, C). `cache` (generation only): this layer's keys and values of earlier positions."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(C, axis=2)  # each (B, T, C)
-        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs): each head on its own
-        k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs): q, k and v, each cut into nh heads
+        q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # each (B, nh, T, hs): a head's positions side by side
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
         if self.fused:

@@ -273,7 +273,7 @@ def causal_mask(tq: int, tk: int) -> np.ndarray:
 def _scores(q, k, causal):
     """S = q k^T / sqrt(hs), -inf where masked: (B, nh, Tq, Tk)."""
     scores = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    if causal:
+    if causal and q.shape[2] > 1:  # a single query is the newest position: it sees every key
         scores = np.where(causal_mask(q.shape[2], k.shape[2]), -np.inf, scores)
     return scores.astype(q.dtype, copy=False)
 

@@ -15,10 +15,10 @@ from .tensor import Tensor, check_axis
 def transpose(x: Tensor, *axes) -> Tensor:
     """Permute axes (all of them, like np.transpose); no axes reverses them."""
     axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    if axes and sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+    axes = tuple(a % x.ndim for a in axes) if axes else tuple(reversed(range(x.ndim)))
+    if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
-    axes = axes or tuple(reversed(range(x.ndim)))
-    inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+    inverse = tuple(axes.index(i) for i in range(x.ndim))  # where each axis went, to send it back
     return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 
@@ -40,7 +40,7 @@ def getitem(x: Tensor, index) -> Tensor:
         raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {err}") from None
 
     def backward(g):
-        grad = np.zeros(x.shape, dtype=g.dtype)
+        grad = np.zeros_like(x.data, dtype=g.dtype)  # laid out in memory as x is, so moves back are views
         if _is_advanced(index):
             np.add.at(grad, index, g)  # an index array may name a position twice: add, don't overwrite
         else:
@@ -48,14 +48,6 @@ def getitem(x: Tensor, index) -> Tensor:
         return (grad,)
 
     return Tensor._op(np.asarray(out), (x,), backward, "getitem")
-
-
-def split(x: Tensor, size: int, axis: int = -1) -> list:
-    """x cut into pieces `size` long along `axis` (views, no copies), like torch.split:
-    split(x of shape (2, 6), 2, axis=1) -> three (2, 2) tensors. Each piece's gradient goes back to its part."""
-    check_axis(axis, x.ndim, x.shape)
-    before = (slice(None),) * (axis % x.ndim)
-    return [getitem(x, before + (slice(start, start + size),)) for start in range(0, x.shape[axis], size)]
 
 
 def masked_fill(x: Tensor, mask, value) -> Tensor:
@@ -113,4 +105,4 @@ Tensor.transpose = transpose
 Tensor.T = property(lambda self: transpose(self))
 Tensor.__getitem__ = getitem
 Tensor.masked_fill = masked_fill
-Tensor.split = split
+Tensor.__iter__ = lambda self: (getitem(self, i) for i in range(len(self)))  # a, b = t: its rows

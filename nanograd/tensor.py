@@ -8,7 +8,7 @@ broadcasting. So each op only states its own calculus, right next to its forward
 
     out = a * b          ->   backward(g) = (g * b, g * a)
 
-The other ops that only move elements (transpose, indexing, split, cat, stack, where, masked_fill) live
+The other ops that only move elements (transpose, indexing, cat, stack, where, masked_fill) live
 in `movement.py`, which also makes them Tensor methods; fused neural-network ops (softmax, layer norm,
 attention, ...) live in `functional.py`.
 """
@@ -54,6 +54,8 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def _as_array(value, dtype=None) -> np.ndarray:
+    if type(value) is np.ndarray and dtype is None:  # the common case (every op's output), first
+        return value
     if isinstance(value, Tensor):
         return value.data
     if isinstance(value, (np.ndarray, np.generic)):

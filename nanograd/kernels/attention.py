@@ -78,7 +78,7 @@ def _add_products(weights, rows, out, n_cols):
     for j0 in range(0, n_max - 3, 4):
         r0, r1, r2, r3 = rows[j0], rows[j0 + 1], rows[j0 + 2], rows[j0 + 3]
         for i in range(m):
-            if n_cols[i] <= j0:  # written as `continue`: the same test as an if-block ran 2.5x slower
+            if n_cols[i] <= j0:  # written as `continue`: LLVM vectorizes this form, not the if-block
                 continue
             w = weights[i]
             w0, w1, w2, w3 = w[j0], w[j0 + 1], w[j0 + 2], w[j0 + 3]
@@ -101,7 +101,7 @@ def _add_transposed_products(weights, rows, out, n_cols):
     """out[j] += sum_i weights[i, j] * rows[i] for j < n_cols_i: out += weights^T rows, no transpose.
 
     Four rows i at a time, so each out[j] is loaded and stored once per four multiply-adds
-    (measured ~2x faster than transposing weights for _row_products at T=256)."""
+    (cheaper than transposing weights for _row_products: no (T, T) copy)."""
     m = weights.shape[0]
     for i0 in range(0, m - 3, 4):
         r0, r1, r2, r3 = rows[i0], rows[i0 + 1], rows[i0 + 2], rows[i0 + 3]
@@ -130,7 +130,7 @@ def _visible_keys(tq, tk, causal):
 
 @njit(cache=True, error_model="numpy")
 def _copy_rows(src, dst):
-    """dst[...] = src for a strided dst, row by row: numba's generic slice assignment measured 3x slower."""
+    """dst[...] = src for a strided dst, row by row: numba's generic slice assignment is slower (benchmarks)."""
     for t in range(src.shape[0]):
         src_row, dst_row = src[t], dst[t]
         for c in range(src.shape[1]):

@@ -20,7 +20,7 @@ CUBIC = 0.044715
 
 # Every constant is cast to x's dtype: a bare Python number such as `2 * u` would promote float32 to
 # float64 and send fast_exp to its scalar float64 branch. The gate math is written out in both
-# kernels rather than called from a helper: with the helper LLVM left the loop scalar (~9x slower).
+# kernels rather than called from a helper: with the helper LLVM left the loop scalar.
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _gelu_forward_flat(x, y):

@@ -2,7 +2,7 @@
 
 A single row times a matrix (a generation step at batch 1) goes through np.vecdot on the calling thread:
 BLAS would wake its threads for a product too small to share. Everything else is np.matmul: a numba GEMM
-was tried and lost to BLAS at every shape here (benchmarks/gemm_experiment.py keeps it, measured).
+was tried and lost to BLAS at every GPT shape (benchmarks/gemm_experiment.py keeps it and its measurements).
 """
 import numpy as np
 
