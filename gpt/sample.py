@@ -3,6 +3,7 @@
     python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:" --max-new-tokens 500 \\
         --temperature 0.8 --top-k 200 --top-p 0.95 --seed 0
     python -m gpt.sample --pretrained path/to/gpt2 --prompt "Hello, I'm a language model,"
+    python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO: But soft" --attention-png attn.png
 """
 import argparse
 import sys
@@ -10,6 +11,7 @@ import time
 
 import nanograd
 import tokenizer
+from gpt.attention_maps import draw_prompt_attention
 from gpt.checkpoint import load_checkpoint
 from gpt.generate import stream_text
 from gpt.model import GPT, GPTConfig
@@ -38,6 +40,9 @@ def build_arg_parser():
     parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set reaching p")
     parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible sample")
+    parser.add_argument("--attention-png", metavar="PATH", default=None,
+                        help="also draw which earlier tokens each prompt token attends to, per layer (rows) "
+                             "and head (columns), as a PNG at PATH; then sample as usual")
     return parser
 
 
@@ -46,6 +51,9 @@ def main(argv=None):
     nanograd.tune_process()
     try:
         model, tok = load_pretrained(args.pretrained) if args.pretrained else load_model(args.ckpt)
+        if args.attention_png:
+            draw_prompt_attention(model, tok, args.prompt, args.attention_png)
+            print(f"wrote {args.attention_png}", file=sys.stderr)
         start = time.perf_counter()
         pieces = stream_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                              args.top_p, args.seed)
