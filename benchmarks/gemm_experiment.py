@@ -1,9 +1,12 @@
-"""Matrix multiplication with np.matmul semantics: a packed numba GEMM, measured against BLAS.
+"""An experiment, not shipped: a packed numba GEMM with np.matmul semantics, measured against BLAS.
+
+    python benchmarks/gemm_experiment.py     # checks it against np.matmul on a few shapes
+    python benchmarks/kernels.py             # times it against np.matmul on the GPT shapes
 
 Shapes: a (..., M, K) @ b (..., K, N) -> (..., M, N), batch dims broadcast; a 1-D a is (K,) treated
 as (1, K), a 1-D b is (K,) treated as (K, 1), and the added axis is dropped from the result.
     c[..., i, j] = sum_k a[..., i, k] * b[..., k, j]
-Backward (done by the engine with this same function): da = dc @ b^T, db = a^T @ dc.
+Backward would call it too (da = dc @ b^T, db = a^T @ dc): the benchmark shapes include those products.
 
 `matmul_numba` is the classic packed GEMM: b is copied into zero-padded panels of NR = 64 columns,
 (K, 64) each, so the inner loop reads one contiguous 64-float row of a panel; a is copied into
@@ -21,15 +24,15 @@ from the register-tiled ideal; no other tile shape measured better (narrower one
     BLAS 86. The one unstable case: that batched shape in two benchmark runs under load measured
     BLAS at 1.1x and 3.0x numba's time (OpenBLAS wakes its threads for every small GEMM), while
     with 1 thread BLAS took 0.39x of numba's time.
-BLAS wins at every shape class, by 3-8x, so `matmul_by_shape`, the rule the public `matmul` uses
-under the numba backend, sends every shape to BLAS (np.matmul). Attention never needs a batched
-matmul: it has its own fused kernel. `matmul_numba` stays as the measured alternative, tested
-equal to np.matmul, and benchmarks/kernels.py re-measures it on every run.
+BLAS wins at every shape class, by 3-8x, so the engine's matmul (nanograd/kernels/matmul.py) is
+np.matmul (with np.vecdot for a single row), and this GEMM moved here out of the library. Attention
+never needs a batched matmul: it has its own fused kernel. `matmul_numba` stays as the measured
+alternative: benchmarks/kernels.py checks it against np.matmul and re-measures it on every run.
 """
 import numpy as np
 from numba import njit, prange
 
-from .fastmath import FAST
+from nanograd.kernels.fastmath import FAST
 
 MR = 6   # rows of a per register tile
 NR = 64  # columns of b per packed panel
@@ -49,11 +52,6 @@ def _check_shapes(a, b):
         return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
-
-
-def matmul_numpy(a, b):
-    _check_shapes(a, b)
-    return np.asarray(np.matmul(a, b))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -116,6 +114,20 @@ def matmul_numba(a, b):
     return c.reshape(shape)
 
 
-def matmul_by_shape(a, b):
-    """The measured rule (see the module docstring): BLAS wins at every shape here."""
-    return matmul_numpy(a, b)
+def check_against_numpy(shapes=((5,), (5,)), seed=0):
+    """Largest |matmul_numba(a, b) - np.matmul(a, b)| relative to max |np.matmul(a, b)| (float32)."""
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    want = np.matmul(a, b)
+    got = matmul_numba(a, b)
+    if got.shape != want.shape:
+        raise AssertionError(f"matmul_numba{shapes}: shape {got.shape}, np.matmul gives {want.shape}")
+    return float(np.max(np.abs(got - want))) / max(1.0, float(np.max(np.abs(want))))
+
+
+if __name__ == "__main__":
+    for shapes in (((5,), (5,)), ((3, 5), (5,)), ((5,), (5, 4)), ((2, 1, 3, 5), (4, 5, 7)), ((1, 70), (70, 65)),
+                   ((13, 70), (70, 65)), ((7, 3), (3, 130))):
+        error = check_against_numpy(shapes)
+        print(f"{str(shapes):<32} relative error {error:.1e}")
+        assert error < 1e-5, shapes

@@ -1,4 +1,4 @@
-"""Each numba kernel against its NumPy twin, and the numba GEMM against BLAS, on the GPT shapes.
+"""Each numba kernel against its NumPy reference, and the experimental numba GEMM against BLAS (GPT shapes).
 
     python benchmarks/kernels.py [--quick] [--threads N]
 
@@ -6,17 +6,27 @@ Config a: B=12, T=64, C=128, H=4, vocab 65.  Config b: B=64, T=256, C=384, H=6, 
 --quick runs config a only. Each row times both sides back to back in this process (best of
 alternating runs after a warm-up call that also compiles) and prints their ratio: the machine is
 shared and noisy, so compare ratios from one run, not absolute times across runs.
+Kernels are the `@fast_kernel` functions of nanograd/functional.py and nanograd/optim.py: `f.kernel`
+(numba) is timed against `f.reference` (NumPy), both called directly. The GEMM is
+benchmarks/gemm_experiment.py's `matmul_numba` (not used by the engine), checked against np.matmul first.
 `run(quick, threads)` returns the rows as dicts in benchmarks/run.py's format (name, unit, ours,
 peer, ratio = peer time / our time).
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from nanograd import kernels as K
-from nanograd.kernels import (adamw, attention, cross_entropy, embedding, gelu, gemm, layer_norm,
-                              softmax)
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import nanograd  # noqa: E402
+import nanograd.functional as F  # noqa: E402
+from benchmarks.gemm_experiment import matmul_numba  # noqa: E402
+from nanograd import kernels as K  # noqa: E402
+from nanograd.optim import adamw_step  # noqa: E402
 
 CONFIGS = {
     "a": dict(batch=12, block=64, n_embd=128, n_head=4, vocab=65, n_params=810_000),
@@ -40,7 +50,7 @@ def paired_best_times(ours, peer, args, budget_s):
 
 
 def kernel_cases(cfg, rng):
-    """(name, shape text, module, kernel name, args) for every kernel at one GPT config."""
+    """(name, shape text, @fast_kernel function, args) for every kernel at one GPT config."""
     B, T, C, H, V = cfg["batch"], cfg["block"], cfg["n_embd"], cfg["n_head"], cfg["vocab"]
     N, D = B * T, C // H
 
@@ -51,32 +61,32 @@ def kernel_cases(cfg, rng):
     logits, x, hidden = randn(N, V), randn(N, C), randn(N, 4 * C)
     targets = rng.integers(0, V, N)
     weight, bias = randn(C), randn(C)
-    _, mean, rstd = layer_norm.layer_norm_forward_numpy(x, weight, bias, 1e-5)
+    _, mean, rstd = F.layer_norm_forward.reference(x, weight, bias, 1e-5)
     q, k, v, dout = (randn(B, H, T, D) for _ in range(4))
-    out, lse = attention.attention_forward_numpy(q, k, v, True)
+    out, lse = F.attention_forward.reference(q, k, v, True)
     params = [randn(cfg["n_params"]) for _ in range(3)] + [np.abs(randn(cfg["n_params"]))]
     ids = rng.integers(0, V, (B, T))
     return [
-        ("softmax_forward", f"({B * H * T},{T})", softmax, "softmax_forward", (scores,)),
-        ("softmax_backward", f"({B * H * T},{T})", softmax, "softmax_backward",
-         (softmax.softmax_forward_numpy(scores), dscores)),
-        ("log_softmax_forward", f"({N},{V})", softmax, "log_softmax_forward", (logits,)),
-        ("log_softmax_backward", f"({N},{V})", softmax, "log_softmax_backward",
-         (softmax.log_softmax_forward_numpy(logits), randn(N, V))),
-        ("gelu_forward", f"({N},{4 * C})", gelu, "gelu_forward", (hidden,)),
-        ("gelu_backward", f"({N},{4 * C})", gelu, "gelu_backward", (hidden, randn(N, 4 * C))),
-        ("layer_norm_forward", f"({N},{C})", layer_norm, "layer_norm_forward", (x, weight, bias, 1e-5)),
-        ("layer_norm_backward", f"({N},{C})", layer_norm, "layer_norm_backward",
+        ("softmax_forward", f"({B * H * T},{T})", F.softmax_forward, (scores,)),
+        ("softmax_backward", f"({B * H * T},{T})", F.softmax_backward,
+         (F.softmax_forward.reference(scores), dscores)),
+        ("log_softmax_forward", f"({N},{V})", F.log_softmax_forward, (logits,)),
+        ("log_softmax_backward", f"({N},{V})", F.log_softmax_backward,
+         (F.log_softmax_forward.reference(logits), randn(N, V))),
+        ("gelu_forward", f"({N},{4 * C})", F.gelu_forward, (hidden,)),
+        ("gelu_backward", f"({N},{4 * C})", F.gelu_backward, (hidden, randn(N, 4 * C))),
+        ("layer_norm_forward", f"({N},{C})", F.layer_norm_forward, (x, weight, bias, 1e-5)),
+        ("layer_norm_backward", f"({N},{C})", F.layer_norm_backward,
          (randn(N, C), x, weight, mean, rstd)),
-        ("cross_entropy_forward", f"({N},{V})", cross_entropy, "cross_entropy_forward", (logits, targets, -1)),
-        ("cross_entropy_backward", f"({N},{V})", cross_entropy, "cross_entropy_backward",
-         (logits, targets, cross_entropy.cross_entropy_forward_numpy(logits, targets, -1)[1], -1, 1.0)),
-        ("attention_forward", f"({B},{H},{T},{D}) causal", attention, "attention_forward", (q, k, v, True)),
-        ("attention_backward", f"({B},{H},{T},{D}) causal", attention, "attention_backward",
+        ("cross_entropy_forward", f"({N},{V})", F.cross_entropy_forward, (logits, targets, -1)),
+        ("cross_entropy_backward", f"({N},{V})", F.cross_entropy_backward,
+         (logits, targets, F.cross_entropy_forward.reference(logits, targets, -1)[1], -1, 1.0)),
+        ("attention_forward", f"({B},{H},{T},{D}) causal", F.attention_forward, (q, k, v, True)),
+        ("attention_backward", f"({B},{H},{T},{D}) causal", F.attention_backward,
          (dout, q, k, v, out, lse, True)),
-        ("embedding_backward", f"ids ({B},{T}), C={C}", embedding, "embedding_backward",
+        ("embedding_backward", f"ids ({B},{T}), C={C}", F.embedding_backward,
          (ids, randn(B, T, C), V)),
-        ("adamw_step", f"{cfg['n_params']:,} params", adamw, "adamw_step",
+        ("adamw_step", f"{cfg['n_params']:,} params", adamw_step,
          (*params, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1)),
     ]
 
@@ -111,12 +121,15 @@ def run(quick=False, threads=2):
     rows = []
     for config_name in ("a",) if quick else ("a", "b"):
         cfg = CONFIGS[config_name]
-        for name, shape, module, kernel, args in kernel_cases(cfg, rng):
-            numba_s, numpy_s = paired_best_times(getattr(module, f"{kernel}_numba"),
-                                                 getattr(module, f"{kernel}_numpy"), args, budget)
+        for name, shape, op, args in kernel_cases(cfg, rng):
+            numba_s, numpy_s = paired_best_times(op.kernel, op.reference, args, budget)
             rows.append(_row(name, config_name, shape, "numpy", numba_s, numpy_s))
         for shape, a, b in matmul_cases(cfg, rng):
-            numba_s, blas_s = paired_best_times(gemm.matmul_numba, np.matmul, (a, b), budget)
+            want = np.matmul(a, b)
+            error = float(np.max(np.abs(matmul_numba(a, b) - want))) / max(1.0, float(np.max(np.abs(want))))
+            if error > 1e-4:  # float32 sums of up to 16k terms in another order: ~1e-5 relative at most
+                raise AssertionError(f"gemm_experiment.matmul_numba differs from np.matmul at {shape}: {error:.1e}")
+            numba_s, blas_s = paired_best_times(matmul_numba, np.matmul, (a, b), budget)
             gflop = 2 * a.size * b.shape[-1] / 1e9
             rows.append(_row("matmul", config_name, shape, "BLAS", numba_s, blas_s,
                              ours_gflops=gflop / numba_s, peer_gflops=gflop / blas_s))
@@ -135,4 +148,5 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="config a only, shorter timing")
     parser.add_argument("--threads", type=int, default=2)
     options = parser.parse_args()
+    nanograd.tune_process(threads=options.threads)
     print_table(run(quick=options.quick, threads=options.threads))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import nanograd
+import nanograd.functional as F
 from nanograd import Tensor, gradcheck, no_grad
 
 
@@ -127,7 +128,7 @@ def test_gradcheck_catches_a_wrong_backward():
     x = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
 
     def wrong_square(t):
-        return Tensor._op(t.data ** 2, (t,), lambda g: (g * t.data,))  # should be 2 * t
+        return Tensor._op(t.data ** 2, (t,), lambda g: (g * t.data,), "wrong_square")  # should be 2 * t
 
     with pytest.raises(nanograd.GradcheckError, match=r"3 of 3 .*worst is input 0"):
         gradcheck(wrong_square, [x])
@@ -139,3 +140,22 @@ def test_gradcheck_catches_a_wrong_backward():
 def test_gradcheck_requires_float64():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda t: t * 2.0, [Tensor(np.ones(2, np.float32), requires_grad=True)])
+
+
+def test_each_node_is_labelled_with_its_op():
+    a, b = Tensor(np.ones((2, 3)), requires_grad=True), Tensor(np.ones((2, 3)))
+    assert a.op == "" and b.op == ""  # leaves
+    assert (a * b).op == "*" and (a + b).op == "+" and (a - b).op == "-" and (a / b).op == "/"
+    assert (-a).op == "neg" and (a ** 2).op == "**2" and (a @ b.T).op == "@"
+    assert a.sum().op == "sum" and a.tanh().op == "tanh" and a.reshape(6).op == "reshape"
+    assert a.transpose(1, 0).op == "transpose" and a[0].op == "getitem"
+    assert F.softmax(a).op == "softmax" and F.log_softmax(a).op == "log_softmax" and F.gelu(a).op == "gelu"
+    assert F.layer_norm(a, None, None).op == "layer_norm"
+    assert F.linear(a, Tensor(np.ones((4, 3)))).op == "linear"
+    assert F.cross_entropy(a, np.array([0, 2])).op == "cross_entropy"
+    assert F.embedding(np.array([1]), a).op == "embedding"
+    heads = a.reshape(1, 1, 2, 3)
+    assert F.scaled_dot_product_attention(heads, heads, heads).op == "attention"
+    assert nanograd.cat([a, b]).op == "cat" and nanograd.stack([a, b]).op == "stack"
+    with no_grad():  # the label is there without a graph too
+        assert (a * b).op == "*"

@@ -68,8 +68,12 @@ def test_cross_entropy_errors():
         F.cross_entropy(Tensor(np.zeros((2, 5))), np.zeros(3, np.int64))
     with pytest.raises(TypeError, match="integer"):
         F.cross_entropy(Tensor(np.zeros((2, 5))), np.zeros(2))
-    with pytest.raises(ValueError, match="7"):
+    with pytest.raises(ValueError, match=r"target id 7 at row 1 is outside \[0, 5\) and is not ignore_index=-1"):
         F.cross_entropy(Tensor(np.zeros((2, 5))), np.array([0, 7]))
+    with pytest.raises(ValueError, match=r"target id -3 at row 0"):
+        F.cross_entropy(Tensor(np.zeros((2, 5))), np.array([-3, -100]), ignore_index=-100)
+    assert F.cross_entropy(Tensor(np.zeros((2, 5))), np.array([-100, 4]), ignore_index=-100).item() == pytest.approx(
+        math.log(5))  # ignore_index itself is no bad id
 
 
 def gelu_composite(x):
@@ -108,11 +112,10 @@ def test_layer_norm_shape_error():
 
 
 def attention_composite(q, k, v, causal):
+    """softmax(q k^T / sqrt(hs), masked) v written out in Tensor ops, as gpt/model.py can do it."""
     scores = q @ k.transpose(0, 1, 3, 2) * (1.0 / math.sqrt(q.shape[-1]))
     if causal:
-        n_queries, n_keys = q.shape[2], k.shape[2]
-        future = np.arange(n_keys)[None, :] > np.arange(n_queries)[:, None] + (n_keys - n_queries)
-        scores = scores.masked_fill(future, -np.inf)
+        scores = scores.masked_fill(F.causal_mask(q.shape[2], k.shape[2]), -np.inf)
     return F.softmax(scores) @ v
 
 
@@ -137,25 +140,35 @@ def test_attention_shape_errors():
 
 
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.integers(0, 9))
-def test_causal_self_attention_is_split_heads_attention_merge(batch, n_head, seq_len, head_size, seed):
-    """The fused op on the [q | k | v] layout equals splitting heads out of qkv, attending causally, and
-    putting the heads side by side again, in value and in gradient (float64)."""
+def test_attention_on_head_views_of_qkv(batch, n_head, seq_len, head_size, seed):
+    """As gpt/model.py calls it: q, k, v and their heads cut from one (B, T, 3C) tensor by one reshape and one
+    transpose, then unpacked (views all the way). The fused op equals the written-out composite (scores,
+    causal mask by masked_fill, softmax, @ v), in value and in gradient (float64)."""
     rng = np.random.default_rng(seed)
     width = n_head * head_size
     qkv = leaf(rng.standard_normal((batch, seq_len, 3 * width)))
 
+    def heads(t):
+        """q, k, v, each (B, nh, T, hs)."""
+        q, k, v = t.reshape(batch, seq_len, 3, n_head, head_size).transpose(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def attend(t, attention):
+        return attention(*heads(t)).transpose(0, 2, 1, 3).reshape(batch, seq_len, width)
+
+    def fused(t):
+        return attend(t, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=True))
+
     def composite(t):
-        heads = t.reshape(batch, seq_len, 3, n_head, head_size).transpose(2, 0, 3, 1, 4)
-        y = attention_composite(heads[0], heads[1], heads[2], causal=True)
-        return y.transpose(0, 2, 1, 3).reshape(batch, seq_len, width)
+        return attend(t, lambda q, k, v: attention_composite(q, k, v, causal=True))
 
-    assert np.allclose(F.causal_self_attention(qkv, n_head).data, composite(qkv).data, atol=1e-12)
-    assert gradcheck(lambda t: F.causal_self_attention(t, n_head), [qkv])
-
-
-def test_causal_self_attention_names_a_bad_layout():
-    with pytest.raises(ValueError, match=r"qkv must be \(B, T, 3C\).*n_head=2.*\(1, 4, 9\)"):
-        F.causal_self_attention(Tensor(np.zeros((1, 4, 9))), 2)
+    q, k, v = heads(qkv)
+    assert all(np.shares_memory(part.data, qkv.data) for part in (q, k, v))
+    assert all(np.array_equal(part.data, qkv.data[..., i * width:(i + 1) * width].reshape(
+        batch, seq_len, n_head, head_size).transpose(0, 2, 1, 3)) for i, part in enumerate((q, k, v)))
+    assert np.allclose(fused(qkv).data, composite(qkv).data, atol=1e-12)
+    assert gradcheck(fused, [qkv])
+    assert gradcheck(composite, [qkv])
 
 
 @given(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=5), elements=st.integers(0, 3)))
@@ -166,8 +179,12 @@ def test_embedding(ids):
 
 
 def test_embedding_bad_id_is_named():
-    with pytest.raises(IndexError, match="embedding id 9 .* 4 rows"):
+    with pytest.raises(IndexError, match="embedding id 9 is out of range for a table of 4 rows"):
         F.embedding(np.array([1, 9]), Tensor(np.zeros((4, 2))))
+    with pytest.raises(IndexError, match="embedding id -1 is out of range"):
+        F.embedding(np.array([[0, 1], [-1, 2]]), Tensor(np.zeros((4, 2)), requires_grad=True))
+    with pytest.raises(TypeError, match="embedding ids must be an integer array"):
+        F.embedding(np.array([0.0, 1.0]), Tensor(np.zeros((4, 2))))
 
 
 @given(st.sampled_from([(4,), (3, 4), (2, 3, 4), (1, 2, 1, 4)]), st.booleans(), st.booleans(), st.integers(0, 9))

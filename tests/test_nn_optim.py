@@ -108,9 +108,10 @@ def test_optimizer_state_dict_resumes_exactly():
 
 
 def test_adamw_flat_group_equals_per_parameter_updates():
-    """Gradients from backward land in AdamW's flat buffer and one kernel call updates the group; a twin
-    model whose gradients are assigned by hand (so per-parameter updates run) must stay bit-identical,
-    also across a step where one parameter gets no gradient, and across a state_dict round trip."""
+    """AdamW keeps each group's parameters as views into one flat array, gathers their gradients into one and
+    updates the group with a single adamw_step. A twin model whose parameters were replaced after the
+    optimizer took them (as model.to(dtype) does) gets per-parameter updates instead; the two must stay
+    bit-identical, also across a step where one parameter gets no gradient, and a state_dict round trip."""
     def make():
         model = TwoLayer(np.random.default_rng(3))
         return model, model.parameters()
@@ -119,12 +120,14 @@ def test_adamw_flat_group_equals_per_parameter_updates():
     twin_model, twin_params = make()
     flat_opt = optim.AdamW(flat_params, lr=0.01, weight_decay=0.1)
     twin_opt = optim.AdamW(twin_params, lr=0.01, weight_decay=0.1)
-    assert flat_params[0].grad_buffer is not None
+    flat_storage = flat_params[0].data.base
+    assert flat_storage is not None and all(p.data.base is flat_storage for p in flat_params)
+    for p in twin_params:
+        p.data = p.data.copy()  # no longer a view into the twin's flat array: the per-parameter path
     x = np.random.default_rng(4).standard_normal((8, 2)).astype(np.float32)
     for step in range(5):
         flat_opt.zero_grad()
         (flat_model(Tensor(x)) ** 2).mean().backward()
-        assert all(p.grad is p.grad_buffer for p in flat_params)
         if step == 2:  # one parameter without a gradient: both take the per-parameter path
             flat_params[0].grad = None
         for p, twin in zip(flat_params, twin_params):
@@ -135,6 +138,10 @@ def test_adamw_flat_group_equals_per_parameter_updates():
             flat_opt.load_state_dict(state)
         flat_opt.step()
         twin_opt.step()
+        if step < 2:  # the flat path ran: the moments are views into one array too, not one array each
+            moments = {id(flat_opt.state[id(p)]["exp_avg"].base) for p in flat_params}
+            assert len(moments) == 1 and flat_opt.state[id(flat_params[0])]["exp_avg"].base is not None
+        assert all(twin_opt.state[id(p)]["exp_avg"].base is None for p in twin_params)
         for p, twin in zip(flat_params, twin_params):
             assert np.array_equal(p.data, twin.data)
 

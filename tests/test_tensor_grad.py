@@ -154,3 +154,17 @@ def test_cat_stack_where(a, b, c):
     assert check(lambda x, y: nanograd.stack([x, y * 2.0], axis=-1) * np.arange(12).reshape(2, 3, 2), a, a + 1)
     condition = a > 0
     assert check(lambda x, y: nanograd.where(condition, x, y) * a, a, b)
+
+
+@given(arrays(st.just((3, 2, 4))), st.sampled_from([(0, 1, 2), (1, 0, 2), (2, 0, 1)]))
+def test_unpacking_yields_rows(a, perm):
+    """Iterating a Tensor gives its rows along the first axis (`q, k, v = t`), each a view with its own
+    gradient, as iterating an ndarray does."""
+    x = leaf(a).transpose(*perm)
+    rows = list(x)
+    assert len(rows) == x.shape[0]
+    for row, want in zip(rows, a.transpose(perm)):
+        assert np.array_equal(row.data, want) and np.shares_memory(row.data, x.data)
+    weights = [np.arange(r.size, dtype=np.float64).reshape(r.shape) + i for i, r in enumerate(rows)]
+    assert check(lambda t: nanograd.stack([r * w for r, w in zip(t.transpose(*perm), weights)]), a)
+    assert check(lambda t: list(t.transpose(*perm))[-1] * 2.0, a)  # unused rows get zero gradient
