@@ -241,12 +241,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     the transposed weight is only a BLAS flag, and the bias is added in place. Backward, with g (N, out):
         dx = g @ weight,   dweight = g^T x,   dbias = sum of g over rows.
     """
-    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+    n_out, n_in = weight.shape
+    if x.ndim < 1 or x.shape[-1] != n_in:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
-                         f"(expected last input dim {weight.shape[1]})")
-    if bias is not None and bias.shape != (weight.shape[0],):
+                         f"(expected last input dim {n_in})")
+    if bias is not None and bias.shape != (n_out,):
         raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}")
-    n_in, n_out = weight.shape[1], weight.shape[0]
     rows = x.data.reshape(-1, n_in)  # (N, in)
     out = kernels.matmul(rows, weight.data.T)  # (N, out)
     if bias is not None:

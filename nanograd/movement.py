@@ -15,10 +15,11 @@ from .tensor import Tensor, check_axis
 def transpose(x: Tensor, *axes) -> Tensor:
     """Permute axes (all of them, like np.transpose); no axes reverses them."""
     axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    axes = tuple(a % x.ndim for a in axes) if axes else tuple(reversed(range(x.ndim)))
-    if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
-    inverse = tuple(axes.index(i) for i in range(x.ndim))  # where each axis went, to send it back
+    n = x.data.ndim
+    axes = tuple(a % n for a in axes) if axes else tuple(range(n - 1, -1, -1))
+    if sorted(axes) != list(range(n)):
+        raise ValueError(f"transpose axes {axes} are not a permutation of the {n} axes of shape {x.shape}")
+    inverse = tuple(sorted(range(n), key=axes.__getitem__))  # where each axis went, to send it back
     return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 

@@ -220,6 +220,8 @@ class Tensor:
         return Tensor(_as_array(other, self.dtype if np.isscalar(other) else None))
 
     def _check_broadcast(self, other: "Tensor", op: str) -> None:
+        if self.data.shape == other.data.shape:
+            return
         try:
             np.broadcast_shapes(self.shape, other.shape)
         except ValueError:

@@ -59,9 +59,14 @@ class use_backend:
 
 
 def _worth_a_kernel(args):
-    arrays = [a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
-    return (bool(arrays) and arrays[0].size >= MIN_KERNEL_SIZE
-            and all(a.dtype in _NUMBA_DTYPES for a in arrays))
+    """The rules above: every float array float32 or float64, the first one MIN_KERNEL_SIZE numbers or more."""
+    first = True
+    for a in args:
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            if a.dtype not in _NUMBA_DTYPES or (first and a.size < MIN_KERNEL_SIZE):
+                return False
+            first = False
+    return not first
 
 
 def fast_kernel(kernel):
