@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, check_axis
+from .tensor import IndexedGrad, Tensor, check_axis
 
 
 def transpose(x: Tensor, *axes) -> Tensor:
@@ -23,12 +23,6 @@ def transpose(x: Tensor, *axes) -> Tensor:
     return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 
-def _is_advanced(index) -> bool:
-    """Does the index contain an integer array (which may repeat positions)?"""
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, (np.ndarray, list)) for p in parts)
-
-
 def getitem(x: Tensor, index) -> Tensor:
     """x[index] for ints, slices, None, Ellipsis, and integer or boolean arrays."""
     if isinstance(index, Tensor):
@@ -40,15 +34,8 @@ def getitem(x: Tensor, index) -> Tensor:
     except IndexError as err:
         raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {err}") from None
 
-    def backward(g):
-        grad = np.zeros_like(x.data, dtype=g.dtype)  # laid out in memory as x is, so moves back are views
-        if _is_advanced(index):
-            np.add.at(grad, index, g)  # an index array may name a position twice: add, don't overwrite
-        else:
-            grad[index] = g
-        return (grad,)
-
-    return Tensor._op(np.asarray(out), (x,), backward, "getitem")
+    # Backward: only x[index] gets a gradient, added into that part of x's gradient (see IndexedGrad).
+    return Tensor._op(np.asarray(out), (x,), lambda g: (IndexedGrad(index, g),), "getitem")
 
 
 def masked_fill(x: Tensor, mask, value) -> Tensor:

@@ -199,7 +199,7 @@ class _FlatGroup:
             saved = state.setdefault(id(p), {"step": 0, "exp_avg": self.views["exp_avg"][i],
                                              "exp_avg_sq": self.views["exp_avg_sq"][i]})
             saved["step"] += 1
-            self.views["grad"][i][...] = p.grad
+        np.concatenate([p.grad.reshape(-1) for p in self.params], out=self.grad)  # the gradients, gathered
         beta1, beta2 = group["betas"]
         adamw_step(self.data, self.grad, self.exp_avg, self.exp_avg_sq, group["lr"], beta1, beta2, group["eps"],
                    group["weight_decay"], state[id(self.params[0])]["step"])

@@ -53,6 +53,22 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
+class IndexedGrad:
+    """The gradient of x[index] alone, as indexing's backward returns it: `_accumulate` adds it into that part
+    of x's gradient. Returning x's whole gradient instead would cost a zero-filled array of x's size per index;
+    unpacking q, k, v from one array (gpt/model.py) would pay it three times."""
+
+    def __init__(self, index, grad):
+        self.index, self.grad = index, grad
+
+    def add_into(self, target: np.ndarray) -> None:
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        if any(isinstance(p, (np.ndarray, list)) for p in parts):
+            np.add.at(target, self.index, self.grad)  # an index array may name a position twice: add each
+        else:
+            target[self.index] += self.grad
+
+
 def _as_array(value, dtype=None) -> np.ndarray:
     if type(value) is np.ndarray and dtype is None:  # the common case (every op's output), first
         return value
@@ -92,6 +108,7 @@ class Tensor:
         self._parents = ()
         self._backward = None
         self._retains_grad = False
+        self._owns_grad = False  # whether self.grad is an array this tensor made, safe to add into in place
         self._freed = False
         self.op = ""  # the name of the op that made this tensor ("" for a leaf), for printing and drawing
 
@@ -142,7 +159,18 @@ class Tensor:
 
     # --- backpropagation ----------------------------------------------------------------------
 
-    def _accumulate(self, grad: np.ndarray) -> None:
+    def _accumulate(self, grad) -> None:
+        """Add `grad` into self.grad: an array (summed back to our shape if it was broadcast), or an
+        IndexedGrad, the gradient of self[index] alone. An array handed in may be another node's too (`+`
+        hands one array to both inputs), so it is never written to: the first is kept as it is, and a sum
+        goes into a new array, which is then ours to add into. A leaf keeps a copy from the start, since
+        optimizers and clip_grad_norm_ scale leaf gradients in place."""
+        if isinstance(grad, IndexedGrad):
+            if self.grad is None or not self._owns_grad:
+                self.grad = np.zeros_like(self.data) if self.grad is None else self.grad.copy()
+                self._owns_grad = True
+            grad.add_into(self.grad)
+            return
         grad = np.asarray(grad)
         if grad.dtype != self.dtype:
             grad = grad.astype(self.dtype)
@@ -150,13 +178,11 @@ class Tensor:
             grad = unbroadcast(grad, self.shape)
         assert grad.shape == self.shape, f"gradient of shape {grad.shape} for a tensor of shape {self.shape}"
         if self.grad is None:
-            # A leaf gets its own copy: the same array may flow to several parents, and optimizers
-            # and clip_grad_norm_ later scale leaf grads in place.
-            self.grad = grad.copy() if self.is_leaf else grad
-        elif self.is_leaf:
+            self.grad, self._owns_grad = (grad.copy(), True) if self.is_leaf else (grad, False)
+        elif self._owns_grad:
             self.grad += grad
         else:
-            self.grad = self.grad + grad
+            self.grad, self._owns_grad = self.grad + grad, True
 
     def backward(self, grad=None) -> None:
         """Backpropagate from this tensor into every leaf that requires grad.
