@@ -8,9 +8,8 @@ broadcasting. So each op only states its own calculus, right next to its forward
 
     out = a * b          ->   backward(g) = (g * b, g * a)
 
-The other ops that only move elements (transpose, indexing, cat, stack, where, masked_fill) live
-in `movement.py`, which also makes them Tensor methods; fused neural-network ops (softmax, layer norm,
-attention, ...) live in `functional.py`.
+Ops that only move elements (transpose, indexing, cat, ...) live in `movement.py`, which also makes
+them Tensor methods; fused neural-network ops (softmax, layer norm, attention, ...) in `functional.py`.
 """
 from __future__ import annotations
 
@@ -54,9 +53,8 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 class IndexedGrad:
-    """The gradient of x[index] alone, as indexing's backward returns it: `_accumulate` adds it into that part
-    of x's gradient. Returning x's whole gradient instead would cost a zero-filled array of x's size per index;
-    unpacking q, k, v from one array (gpt/model.py) would pay it three times."""
+    """The gradient of x[index] alone, from indexing's backward: `_accumulate` adds it into that part of x's
+    gradient, rather than take a zero-filled array of x's size per index (gpt/model.py unpacks q, k, v)."""
 
     def __init__(self, index, grad):
         self.index, self.grad = index, grad
@@ -104,9 +102,7 @@ class Tensor:
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
         self.requires_grad = requires_grad
-        self.grad = None
-        self._parents = ()
-        self._backward = None
+        self.grad, self._parents, self._backward = None, (), None  # no graph until an op records one
         self._retains_grad = False
         self._owns_grad = False  # whether self.grad is an array this tensor made, safe to add into in place
         self._freed = False
@@ -118,9 +114,7 @@ class Tensor:
         out = cls(data)
         out.op = op
         if _grad_enabled and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = parents
-            out._backward = backward
+            out.requires_grad, out._parents, out._backward = True, parents, backward
         return out
 
     # --- properties ---------------------------------------------------------------------------
@@ -160,11 +154,10 @@ class Tensor:
     # --- backpropagation ----------------------------------------------------------------------
 
     def _accumulate(self, grad) -> None:
-        """Add `grad` into self.grad: an array (summed back to our shape if it was broadcast), or an
-        IndexedGrad, the gradient of self[index] alone. An array handed in may be another node's too (`+`
-        hands one array to both inputs), so it is never written to: the first is kept as it is, and a sum
-        goes into a new array, which is then ours to add into. A leaf keeps a copy from the start, since
-        optimizers and clip_grad_norm_ scale leaf gradients in place."""
+        """Add `grad` (an array, summed back to our shape if broadcast, or an IndexedGrad) into self.grad.
+        An array handed in may be another node's too (`+` hands one to both inputs), so it is never written
+        to: the first is kept as it is, and sums go into an array of our own. A leaf keeps a copy from the
+        start: optimizers and clip_grad_norm_ scale leaf gradients in place."""
         if isinstance(grad, IndexedGrad):
             if self.grad is None or not self._owns_grad:
                 self.grad = np.zeros_like(self.data) if self.grad is None else self.grad.copy()
@@ -246,12 +239,11 @@ class Tensor:
         return Tensor(_as_array(other, self.dtype if np.isscalar(other) else None))
 
     def _check_broadcast(self, other: "Tensor", op: str) -> None:
-        if self.data.shape == other.data.shape:
-            return
-        try:
-            np.broadcast_shapes(self.shape, other.shape)
-        except ValueError:
-            raise ValueError(f"{op}: shapes {self.shape} and {other.shape} do not broadcast") from None
+        if self.data.shape != other.data.shape:
+            try:
+                np.broadcast_shapes(self.shape, other.shape)
+            except ValueError:
+                raise ValueError(f"{op}: shapes {self.shape} and {other.shape} do not broadcast") from None
 
     def __add__(self, other):
         other = self._lift(other)
