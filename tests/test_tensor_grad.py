@@ -168,3 +168,15 @@ def test_unpacking_yields_rows(a, perm):
     weights = [np.arange(r.size, dtype=np.float64).reshape(r.shape) + i for i, r in enumerate(rows)]
     assert check(lambda t: nanograd.stack([r * w for r, w in zip(t.transpose(*perm), weights)]), a)
     assert check(lambda t: list(t.transpose(*perm))[-1] * 2.0, a)  # unused rows get zero gradient
+
+
+@given(arrays((3, 4)), arrays((3, 4)), st.sampled_from([0, (slice(None), 1), (np.array([0, 2, 0]),), np.s_[1:]]))
+def test_gradients_of_indexing_are_added_without_touching_shared_arrays(a, d, index):
+    """`+` hands one gradient array to both inputs, and indexing's gradient (an IndexedGrad) is added into
+    a part of its input's gradient: the two meet in b and e, whose gradients must become sums of their own,
+    leaving the shared array untouched. gradcheck sees any such mix-up as a wrong gradient."""
+    def f(a, d):
+        b, e = a * 2.0, d * 1.5
+        c = b + e            # b and e receive the same gradient array
+        return (c * c).sum() + (b[index] * 3.0 + e[index] ** 2).sum() + (b[index] * e[index]).sum()
+    assert gradcheck(f, [leaf(a), leaf(d)])
