@@ -282,20 +282,24 @@ def _scores(q, k, causal):
 def attention_forward(q, k, v, causal):
     """(out, lse): P = softmax(S) over keys, out = P v. Only lse = logsumexp(S) is kept for backward, not P:
     P is recomputed there as exp(S - lse), because it is Tq * Tk numbers per head."""
-    scores = _scores(q, k, causal)
+    scores = _scores(q, k, causal)  # S (B, nh, Tq, Tk)
     m = scores.max(axis=-1, keepdims=True)
-    lse = m + np.log(np.exp(scores - m).sum(axis=-1, keepdims=True))
-    return (np.exp(scores - lse) @ v).astype(q.dtype, copy=False), lse[..., 0].astype(q.dtype, copy=False)
+    lse = m + np.log(np.exp(scores - m).sum(axis=-1, keepdims=True))  # each row's log-sum-exp (B, nh, Tq, 1)
+    out = np.exp(scores - lse) @ v  # P v (B, nh, Tq, hs)
+    return out.astype(q.dtype, copy=False), lse[..., 0].astype(q.dtype, copy=False)
 
 
 @fast_kernel(kernels.attention.attention_backward)
 def attention_backward(dout, q, k, v, out, lse, causal):
     """(dq, dk, dv):  dv = P^T dout,  dP = dout v^T,  dS = softmax_backward(P, dP),
     dq = dS k / sqrt(hs),  dk = dS^T q / sqrt(hs)."""
-    probs = np.exp(_scores(q, k, causal) - lse[..., None])
-    dscores = softmax_backward.reference(probs, dout @ np.swapaxes(v, -1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    return ((dscores @ k).astype(q.dtype, copy=False), (np.swapaxes(dscores, -1, -2) @ q).astype(q.dtype, copy=False),
-            (np.swapaxes(probs, -1, -2) @ dout).astype(q.dtype, copy=False))
+    probs = np.exp(_scores(q, k, causal) - lse[..., None])  # P (B, nh, Tq, Tk), rebuilt from lse
+    dprobs = dout @ np.swapaxes(v, -1, -2)  # dP (B, nh, Tq, Tk)
+    dscores = softmax_backward.reference(probs, dprobs) * (1.0 / math.sqrt(q.shape[-1]))  # dS, scale included
+    dq = dscores @ k  # (B, nh, Tq, hs)
+    dk = np.swapaxes(dscores, -1, -2) @ q  # (B, nh, Tk, hs)
+    dv = np.swapaxes(probs, -1, -2) @ dout  # (B, nh, Tk, hs)
+    return tuple(d.astype(q.dtype, copy=False) for d in (dq, dk, dv))
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
