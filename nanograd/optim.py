@@ -165,7 +165,7 @@ class _FlatGroup:
     def __init__(self, params, data):
         self.params, self.data = params, data
         self.grad, self.exp_avg, self.exp_avg_sq = np.zeros_like(data), np.zeros_like(data), np.zeros_like(data)
-        self.views = {name: [] for name in ("data", "grad", "exp_avg", "exp_avg_sq")}
+        self.views = {name: [] for name in ("data", "exp_avg", "exp_avg_sq")}
         offset = 0
         for p in params:
             for name, views in self.views.items():
