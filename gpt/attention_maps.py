@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from gpt.files import write_atomic
+from gpt.report import pyplot
 from nanograd import no_grad
 
 
@@ -65,11 +66,7 @@ def plot_attention_maps(maps, labels, path, title=None):
     """Draw maps (n_layer, n_head, T, T) as a grid of heatmaps (a row per layer, a column per head) on one
     colour scale 0..1, rows = the attending position (query), columns = the attended one (key); write the
     PNG to `path` atomically. labels: the T tokens' texts. Positions a token may not see (later ones) are grey."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 4 or maps.shape[2] != maps.shape[3]:
         raise ValueError(f"maps must be (n_layer, n_head, T, T), got shape {maps.shape}")

@@ -37,13 +37,19 @@ class TrainingLog:
             return list(csv.DictReader(f))
 
 
-def plot_losses(csv_path, png_path):
-    """Draw the per-step training loss and the evaluated train/val losses against the step."""
+def pyplot():
+    """matplotlib.pyplot drawing off-screen (imported here, on first use: training without plots never pays it)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_losses(csv_path, png_path):
+    """Draw the per-step training loss and the evaluated train/val losses against the step."""
+    plt = pyplot()
     rows = TrainingLog.read(csv_path)
     steps = [(int(r["step"]), float(r["loss"])) for r in rows if r["kind"] == "step"]
     evals = [(int(r["step"]), float(r["loss"]), float(r["val_loss"])) for r in rows if r["kind"] == "eval"]
