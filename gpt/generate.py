@@ -6,6 +6,7 @@ run under `no_grad()`: a change to the architecture is made once, in gpt/model.p
 
     logits = model(prompt, cache=cache)[0][:, -1]     # prefill: the whole prompt at once, caching k and v
     logits = model(next_id, cache=cache)[0][:, -1]    # then one position per token
+(with a cache the model computes the logits of the last position only).
 """
 import codecs
 
@@ -51,7 +52,7 @@ class KVCache:
 def next_logits(model, idx, cache):
     """Logits (B, vocab_size) of the token after idx (B, T), whose ids follow the cache's positions."""
     with no_grad():
-        logits, _ = model(idx, cache=cache)  # (B, T, vocab_size)
+        logits, _ = model(idx, cache=cache)  # (B, 1, vocab_size): the last position's only
     return logits.data[:, -1]
 
 

@@ -164,9 +164,13 @@ class GPT(nn.Module):
         """idx (B, T) int ids -> (logits (B, T, vocab_size), mean cross-entropy loss or None).
 
         Targets (B, T) are the next ids; -1 marks positions to ignore. `cache` (a gpt.generate.KVCache, for
-        generation under no_grad) holds the keys and values of earlier positions; idx continues them."""
+        generation under no_grad) holds the keys and values of earlier positions; idx continues them, and
+        only the last position's logits (B, 1, vocab_size) are computed: generation needs no others."""
         idx = self._check_ids(idx)
-        logits = self.lm_head(self._hidden(idx, cache))  # (B, T, vocab_size)
+        x = self._hidden(idx, cache)  # (B, T, C)
+        if cache is not None:
+            x = x[:, -1:]  # (B, 1, C): the output head is a vocab_size-wide product per position (as nanoGPT)
+        logits = self.lm_head(x)  # (B, T, vocab_size), or (B, 1, vocab_size) with a cache
         if targets is None:
             return logits, None
         targets = np.asarray(targets)

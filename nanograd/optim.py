@@ -111,11 +111,8 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_d
 
 
 class AdamW(Optimizer):
-    """Adam with decoupled weight decay (Loshchilov & Hutter), exactly as torch.optim.AdamW:
-
-        p *= 1 - lr * weight_decay
-        m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
-        p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """Adam with decoupled weight decay (Loshchilov & Hutter), exactly as torch.optim.AdamW: each step is
+    `adamw_step` above, for every parameter.
 
     The update is the same for every element, so each group is stored flat (see _FlatGroup): the
     parameters' values and moments are views into one array each, the gradients are gathered into one, and

@@ -1,8 +1,8 @@
 """One AdamW step, in place: the fast version of adamw_step in nanograd/optim.py (the math is there).
 
-param, grad, exp_avg, exp_avg_sq: same shape and dtype; param and the moments C-contiguous.
-The numba kernel does all four lines in one pass over memory, where
-NumPy makes one pass (and a temporary) per operation.
+param, grad, exp_avg, exp_avg_sq: same shape and dtype; param and the moments C-contiguous. The numba
+kernel does the reference's four updates in one pass over memory, where NumPy makes one pass (and a
+temporary) per operation.
 """
 import math
 
