@@ -1,6 +1,7 @@
 """Data-parallel training over MPI: the one module that knows about it.
 
     mpirun -n 2 python examples/train_shakespeare.py          # two processes ("ranks") train one model
+    python examples/train_shakespeare.py --ranks 2            # the same, launched by the trainer itself
 
 Every rank holds the whole model and draws the same global batch from the same generator; each trains on
 its own equal slice of it, then one allreduce averages the gradients, so every rank takes the same AdamW
@@ -14,7 +15,9 @@ touches MPI: mpi4py (whose import initialises MPI) is imported only when the env
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -163,6 +166,46 @@ def default_threads(world):
     """Threads per process: this machine's cores shared among its ranks, at most 2 (more threads gain
     little on GPT shapes of this size; see benchmarks/scaleout.py), at least 1."""
     return min(2, max(1, (os.cpu_count() or 1) // world.local_size))
+
+
+def find_launcher():
+    """The path of `mpiexec`, preferring the one beside this interpreter (where `pip install mpich` puts
+    it, the MPI that mpi4py uses there), else the first on PATH; None when there is none."""
+    for path in (os.path.dirname(sys.executable), None):
+        for name in ("mpiexec", "mpirun"):
+            found = shutil.which(name, path=path)
+            if found:
+                return found
+    return None
+
+
+def launch_ranks(ranks, command, batch_size, environ=os.environ):
+    """Make this a run of `ranks` processes (a `--ranks N` flag): unless an MPI launcher started this process,
+    replace it by `mpiexec -n ranks python command...`, the same command run as `ranks` processes. The
+    launcher forwards Ctrl-C to every rank and exits with their status, so to the user it behaves as the
+    process it replaces. Under a launcher, only checks that it started `ranks` processes. None or 1 outside
+    a launcher: nothing to do. A global batch of `batch_size` that does not split over the ranks is refused
+    before any process starts."""
+    launched = launched_size(environ)
+    if ranks is None or (ranks == 1 and launched is None):
+        return
+    if ranks < 1:
+        raise ValueError(f"--ranks must be at least 1, got {ranks}")
+    batch_slice(batch_size, 0, ranks)
+    if launched is not None:
+        if launched not in (0, ranks):
+            raise ValueError(f"--ranks {ranks}, but the MPI launcher started {launched} processes: "
+                             f"give one or the other")
+        return
+    has_mpi4py = importlib.util.find_spec("mpi4py") is not None  # looked up, not imported: MPI stays asleep
+    launcher = find_launcher()
+    if not has_mpi4py or launcher is None:
+        missing = "mpi4py" if not has_mpi4py else "an MPI launcher (mpiexec)"
+        raise RuntimeError(f"--ranks {ranks} needs {missing}: pip install -e '.[mpi]' (mpi4py and MPICH), "
+                           f"or leave out --ranks to train in one process")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(launcher, [launcher, "-n", str(ranks), sys.executable, *command])
 
 
 def connect(environ=os.environ):

@@ -325,6 +325,9 @@ def build_arg_parser(description=__doc__):
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for the numba kernels and OpenBLAS (default: this machine's cores shared "
                              "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")
+    parser.add_argument("--ranks", type=int, default=None,
+                        help="train as this many data-parallel MPI processes, launched through mpiexec: the "
+                             "same as `mpirun -n N` before the command (needs the mpi extra)")
     return parser
 
 
@@ -332,6 +335,10 @@ def main(argv=None, description=__doc__):
     args = build_arg_parser(description).parse_args(argv)
     world = distributed.World()  # until MPI is connected, failures exit this process alone
     try:
+        # Under --ranks N this process becomes `mpiexec -n N` running the command the user typed (or, called
+        # from code, the module's).
+        distributed.launch_ranks(args.ranks, sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv],
+                                 args.batch_size)
         world = distributed.world()
         nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

@@ -3,7 +3,6 @@ under mpirun checked against one process training on the same global batch."""
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +63,24 @@ def test_launched_as_two_ranks_without_mpi4py_is_a_clear_error(monkeypatch):
     assert distributed.connect({"PMI_RANK": "0", "PMI_SIZE": "1"}).size == 1
 
 
+def test_ranks_flag_checks_what_a_launcher_started():
+    distributed.launch_ranks(None, ["x.py"], 12, environ={})  # no flag, no launcher: one process, nothing to do
+    distributed.launch_ranks(1, ["x.py"], 12, environ={})
+    distributed.launch_ranks(2, ["x.py"], 12, environ={"PMI_RANK": "1", "PMI_SIZE": "2"})  # already launched
+    with pytest.raises(ValueError, match="--ranks 4, but the MPI launcher started 2 processes"):
+        distributed.launch_ranks(4, ["x.py"], 12, environ={"PMI_RANK": "0", "PMI_SIZE": "2"})
+    with pytest.raises(ValueError, match="--ranks must be at least 1, got 0"):
+        distributed.launch_ranks(0, ["x.py"], 12, environ={})
+    with pytest.raises(ValueError, match="batch_size 12 does not split evenly over 5 MPI processes"):
+        distributed.launch_ranks(5, ["x.py"], 12, environ={})  # refused before launching five processes
+
+
+def test_ranks_flag_without_mpi_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(distributed, "find_launcher", lambda: None)
+    with pytest.raises(RuntimeError, match="--ranks 2 needs .*pip install -e '.\\[mpi\\]'"):
+        distributed.launch_ranks(2, ["x.py"], 12, environ={})
+
+
 def _environment_without_launcher(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     return dict(env, NANOGRAD_GPT_CACHE=str(tmp_path / "cache"))
@@ -82,10 +99,7 @@ def test_plain_python_never_initialises_mpi(tmp_path):
 
 def _mpirun():
     pytest.importorskip("mpi4py", reason="data-parallel tests need mpi4py (pip install -e '.[mpi]')")
-    # The launcher beside this interpreter (pip install mpich puts it there) is the MPI mpi4py uses.
-    here = str(Path(sys.executable).parent)
-    launcher = next(filter(None, (shutil.which(name, path=path) for path in (here, None)
-                                  for name in ("mpirun", "mpiexec"))), None)
+    launcher = distributed.find_launcher()
     if launcher is None:
         pytest.skip("data-parallel tests need mpirun or mpiexec on PATH (pip install mpich)")
     return [launcher, "-n", "2"]
@@ -123,6 +137,16 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, c
     first = subprocess.run([*mpirun, sys.executable, example, *_flags(dataclasses.replace(config, max_iters=4))],
                            capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
+    # --ranks 2 launches the same two processes itself: the same run, bit for bit.
+    by_flag = dataclasses.replace(config, max_iters=4, out_dir=str(tmp_path / "by_flag"))
+    launched = subprocess.run([sys.executable, example, *_flags(by_flag), "--ranks", "2"],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert launched.returncode == 0, launched.stderr
+    assert "2 MPI ranks" in launched.stdout
+    flag_ckpt, mpirun_ckpt = (load_checkpoint(Path(c.out_dir) / "ckpt") for c in (by_flag, config))
+    assert flag_ckpt.step == mpirun_ckpt.step == 4
+    for name, weights in mpirun_ckpt.model.items():
+        np.testing.assert_array_equal(flag_ckpt.model[name], weights, err_msg=name)
     resumed = subprocess.run([*mpirun, sys.executable, example, *_flags(config), "--resume"],
                              capture_output=True, text=True, env=env, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
