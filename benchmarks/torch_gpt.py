@@ -4,7 +4,7 @@ a runtime dependency of the project.
 
 Run as a module it is the peer's side of a benchmark row, in a process of its own:
 
-    python -m benchmarks.torch_gpt {train,sample,memory} CONFIG THREADS ROUNDS PER_ROUND
+    python -m benchmarks.torch_gpt {train,sample,memory} CONFIG THREADS ROUNDS PER_ROUND [BATCH]
 
 and prints one JSON line. A process of its own, because our side runs under nanograd.tune_process(), whose
 OMP_WAIT_POLICY=PASSIVE slows PyTorch's OpenMP pool (by ~45% at 2 threads on config a, when measured): the
@@ -101,7 +101,7 @@ class TorchGPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Sampling with a KV cache (batch 1 in the benchmark), nanoGPT's crop at block_size."""
+        """Sampling with a KV cache, nanoGPT's crop at block_size."""
         cache, start = {}, 0
         logits, _ = self(idx, cache=cache)
         start = idx.shape[1]
@@ -136,6 +136,7 @@ def torch_step(model, opt):
 
 def main(argv):
     kind, name, threads, rounds, per_round = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    batch = int(argv[5]) if len(argv) > 5 else 1  # prompts sampled at once
     torch.set_num_threads(threads)
     from nanograd.process import keep_freed_memory
 
@@ -163,7 +164,7 @@ def main(argv):
         print(json.dumps({"first_loss": first_loss, "seconds": seconds}))
     elif kind == "sample":
         model.eval()
-        prompt = torch.zeros((1, 1), dtype=torch.int64)
+        prompt = torch.zeros((batch, 1), dtype=torch.int64)
         model.generate(prompt, SAMPLE_TOKENS)  # warm-up
         print(json.dumps({"seconds": median_seconds(lambda: model.generate(prompt, SAMPLE_TOKENS), rounds, 1)}))
     else:

@@ -1,11 +1,12 @@
-"""Training-step, sampling and memory rows: our GPT against its PyTorch twin on the same weights.
+"""Training-step, sampling, memory and under-load rows: our GPT against its PyTorch twin on the same weights.
 
 Ours runs in this process; the peer runs back to back in a child process with its own defaults
 (see benchmarks/torch_gpt.py for why), on the same weights (both sides build GPT(config, seed=0))
 and the same batch, with the same thread count. The first training losses must agree before
 anything is timed. Each row reports medians over rounds and the ratio (above 1: we are faster,
-or for memory, smaller). Peak memory is measured in a fresh process for each side.
+or for memory, smaller; under load, steadier). Peak memory is measured in a fresh process for each side.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -45,13 +46,13 @@ def torch_available() -> bool:
     return True
 
 
-def run_peer(kind: str, name: str, threads: int, rounds: int = 1, per_round: int = 1) -> dict | None:
+def run_peer(kind: str, name: str, threads: int, rounds: int = 1, per_round: int = 1, batch: int = 1) -> dict | None:
     """The PyTorch side of a row, in a child process; None when torch is not installed."""
     if not torch_available():
         return None
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # the peer's own default
     out = subprocess.run([sys.executable, "-m", "benchmarks.torch_gpt", kind, name, str(threads), str(rounds),
-                          str(per_round)], capture_output=True, text=True, cwd=ROOT, env=env)
+                          str(per_round), str(batch)], capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"the PyTorch side of '{kind} {name}' failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -66,7 +67,7 @@ def train_row(name: str, threads: int, quick: bool) -> dict:
     rounds, per_round = rounds_for(name, quick)
     seconds = median_seconds(lambda: step(idx, targets), rounds, per_round)
     tokens = idx.size
-    row = {"name": f"train step, config {name}", "unit": "tokens/s", "ours": tokens / seconds,
+    row = {"name": f"train step, config {name}", "config": name, "unit": "tokens/s", "ours": tokens / seconds,
            "ours_ms": 1e3 * seconds, "gflops": flops_per_token(model) * tokens / seconds / 1e9}
     row["peak_fraction"] = row["gflops"] / FP32_PEAK_GFLOPS.get(threads, FP32_PEAK_GFLOPS[2])
     peer = run_peer("train", name, threads, rounds, per_round)
@@ -78,17 +79,19 @@ def train_row(name: str, threads: int, quick: bool) -> dict:
     return row
 
 
-def sample_row(name: str, threads: int, quick: bool) -> dict:
+def sample_row(name: str, threads: int, quick: bool, batch: int = 1) -> dict:
+    """`batch` prompts of one token each, continued by SAMPLE_TOKENS tokens; tokens/s counts every row's."""
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
-    prompt = [[0]]
+    prompt = [[0]] * batch
     model.generate(prompt, max_new_tokens=SAMPLE_TOKENS, seed=0)  # warm-up
     rounds = 2 if quick else 3
     seconds = median_seconds(lambda: model.generate(prompt, max_new_tokens=SAMPLE_TOKENS, seed=0), rounds, 1)
-    row = {"name": f"sample {SAMPLE_TOKENS} tokens, config {name}, batch 1, KV cache", "unit": "tokens/s",
-           "ours": SAMPLE_TOKENS / seconds}
-    peer = run_peer("sample", name, threads, rounds)
+    tokens = batch * SAMPLE_TOKENS
+    row = {"name": f"sample {SAMPLE_TOKENS} tokens, config {name}, batch {batch}, KV cache", "unit": "tokens/s",
+           "ours": tokens / seconds}
+    peer = run_peer("sample", name, threads, rounds, batch=batch)
     if peer is not None:
-        row.update(peer=SAMPLE_TOKENS / peer["seconds"], ratio=peer["seconds"] / seconds)
+        row.update(peer=tokens / peer["seconds"], ratio=peer["seconds"] / seconds)
     return row
 
 
@@ -116,10 +119,36 @@ def peak_memory_child(name: str, threads: int) -> None:
     print(json.dumps({"peak_mib": peak_rss_mib()}))
 
 
+@contextlib.contextmanager
+def one_core_busy():
+    """Another program keeping one core busy (a plain Python spin loop) while the block runs: a laptop with
+    a browser open, say."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def under_load_row(idle: dict, threads: int, quick: bool) -> dict:
+    """Config a's training step with one core busy, as a multiple of the `idle` row's step time: ours, and
+    PyTorch's beside it (lower is steadier; the ratio is theirs / ours, above 1 means we are steadier)."""
+    with one_core_busy():
+        loaded = train_row(idle["config"], threads, quick)
+    row = {"name": f"train step, config {idle['config']}, one core busy: time / idle time", "unit": "x idle",
+           "ours": loaded["ours_ms"] / idle["ours_ms"], "ours_ms": loaded["ours_ms"]}
+    if "peer_ms" in loaded and "peer_ms" in idle:
+        peer = loaded["peer_ms"] / idle["peer_ms"]
+        row.update(peer=peer, peer_ms=loaded["peer_ms"], ratio=peer / row["ours"])
+    return row
+
+
 def run(quick: bool, threads: int) -> list:
     rows = [train_row("a", threads, quick), train_row("bpe", threads, quick), train_row("b", threads, quick)]
-    rows += [sample_row("a", threads, quick), sample_row("b", threads, quick)]
-    rows.append(memory_row("a", threads, quick))
+    rows.append(under_load_row(rows[0], threads, quick))
+    rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), sample_row("a", threads, quick, 8)]
+    rows += [memory_row(name, threads, quick) for name in ("a", "bpe", "b")]
     return rows
 
 
