@@ -86,6 +86,7 @@ class TokenData:
     val: np.ndarray  # memory-mapped ids, (N_val,)
     tokenizer: object  # a tokenizer.Tokenizer (CharTokenizer or BPETokenizer)
     tokenizer_path: Path  # the .model file; a checkpoint keeps a copy of it
+    text_digest: str  # of the corpus text: a resumed run checks it trains on the same text
 
 
 def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None):
@@ -100,4 +101,4 @@ def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=No
     else:
         tok, tokenizer_path = build_tokenizer(tokenizer_kind, text, vocab_size, cache)
     train, val = split_train_val(token_ids(text, tok, tokenizer_path, cache))
-    return TokenData(train, val, tok, Path(tokenizer_path))
+    return TokenData(train, val, tok, Path(tokenizer_path), corpus.text_digest(text))
