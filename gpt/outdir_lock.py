@@ -74,17 +74,17 @@ class OutDirLock:
                              f"finish, stop it, or choose another --out-dir") from None
         f.seek(0)
         previous = f.read().strip()
+        leftovers = remove_leftovers(self.out_dir)
+        if previous:  # said before the file changes: whoever sees the new owner has seen this line
+            print(f"{self.out_dir}: taking over the lock left by {previous}, which stopped without releasing "
+                  f"it (killed or crashed)" + (f"; removed {leftovers} unfinished temporary files" if leftovers
+                                               else ""), file=sys.stderr)
         f.seek(0)
         f.truncate()
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         f.write(f"process {os.getpid()} on {socket.gethostname()} (started {started})\n")
         f.flush()
         _held[key], self._key = [f, 1], key
-        leftovers = remove_leftovers(self.out_dir)
-        if previous:
-            print(f"{self.out_dir}: taking over the lock left by {previous}, which stopped without releasing "
-                  f"it (killed or crashed)" + (f"; removed {leftovers} unfinished temporary files" if leftovers
-                                               else ""), file=sys.stderr)
 
     def release(self):
         if not self.held:

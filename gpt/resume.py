@@ -11,11 +11,13 @@ give from there; each one you gave that differs is either
 """
 import dataclasses
 
+from gpt import corpus
+
 # Settings a resumed run cannot change.
 # The data is fixed too, but by its text, not its path (check_same_data): a moved file may be given.
 FIXED = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size", "seed")
-# Where and how this process runs, not what it computes: never compared.
-LOCAL = ("out_dir", "resume", "cache_dir", "progress")
+# Where this run writes and whether it shows progress: never compared.
+LOCAL = ("out_dir", "resume", "progress")
 
 
 class ResumeConflict(ValueError):
@@ -46,11 +48,15 @@ def resume_config(config, saved, given, ckpt_dir):
     return dataclasses.replace(config, **taken), changed
 
 
-def check_same_data(saved_digest, digest, data, ckpt_dir):
-    """Refuse to resume on a text other than the checkpoint's (digests of the text, see gpt/corpus.py)."""
-    if saved_digest is not None and saved_digest != digest:
+def load_same_text(ckpt, data, cache, ckpt_dir):
+    """The text of `data` (see gpt/corpus.py), refused before it is tokenized if it is not the text the
+    checkpoint trained on (their digests differ)."""
+    text = corpus.load_text(data, cache)
+    saved = ckpt.extra.get("data_digest")
+    if saved is not None and saved != corpus.text_digest(text):
         raise ResumeConflict(f"cannot resume {ckpt_dir} with --data {data}: its text differs from the text the "
                              "checkpoint was trained on (another file, or the file changed)")
+    return text
 
 
 def describe(step, ckpt_dir, changed):

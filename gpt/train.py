@@ -140,8 +140,8 @@ class Trainer:
                 vocab_size = self.data.tokenizer.vocab_size
                 model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
             else:  # the checkpoint decides the architecture and the tokenizer
-                self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
-                resume.check_same_data(ckpt.extra.get("data_digest"), self.data.text_digest, c.data, self.ckpt_dir)
+                text = resume.load_same_text(ckpt, c.data, c.cache_dir, self.ckpt_dir)
+                self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path, text=text)
                 model_config = dataclasses.replace(ckpt.gpt_config(), dropout=c.dropout)
         self.model = GPT(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
