@@ -191,7 +191,8 @@ def test_a_crash_before_any_file_operation_of_a_save_leaves_one_whole_checkpoint
         assert loaded.step in (10, 20), crash_at
         expected = old if loaded.step == 10 else new
         np.testing.assert_array_equal(loaded.model["transformer.wte.weight"], expected.model["transformer.wte.weight"])
-        np.testing.assert_array_equal(loaded.optimizer["state"][0]["exp_avg"], expected.optimizer["state"][0]["exp_avg"])
+        np.testing.assert_array_equal(loaded.optimizer["state"][0]["exp_avg"],
+                                      expected.optimizer["state"][0]["exp_avg"])
         outcomes.add(loaded.step)
         save_checkpoint(out / "ckpt", _checkpoint(3.0, 30), tokenizer)  # the next save after the crash
         assert load_checkpoint(out / "ckpt").step == 30 and not (out / "ckpt.old").exists()

@@ -31,6 +31,7 @@ class ModelReader:
 
     def __init__(self, path, text: str):
         self.path = str(path)
+        self.size = len(text)
         self.lines = text.split("\n")
         if self.lines and self.lines[-1] == "":
             self.lines.pop()  # the newline that ends the last record
@@ -71,7 +72,7 @@ class ModelReader:
     def json_string(self, literal: str, what: str) -> str:
         try:
             value = json.loads(literal)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise self.error(f"{what} should be a JSON string, got {literal[:60]!r}") from None
         if not isinstance(value, str):
             raise self.error(f"{what} should be a JSON string, got {literal[:60]!r}")
