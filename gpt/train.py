@@ -10,7 +10,8 @@ with a learning rate that warms up linearly and then follows a cosine down to `m
 `eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
-run is bit-for-bit the run that was never stopped.
+run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
+(gpt/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in gpt/resume.py.
 
 Data-parallel over MPI (`mpirun -n 2 python -m gpt.train ...`, see gpt/distributed.py): every rank draws the
 same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages

@@ -128,6 +128,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut never leaves the name with no content
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
