@@ -12,7 +12,13 @@ Layout of a checkpoint directory:
 Atomicity: the whole directory is written under a temporary name and renamed into place. Replacing an
 existing checkpoint takes two renames (old -> `<dir>.old`, new -> `<dir>`); if a crash falls between them,
 `load_checkpoint` finds the complete previous checkpoint under `<dir>.old`. Corruption of any file (a
-truncated write, a flipped bit) is caught by the manifest's digests and reported naming the file.
+truncated write, a flipped bit) is caught by the manifest's digests and reported naming the file. A save that
+fails (a full disk: any OSError) leaves the previous checkpoint as it was and says so.
+
+Every file is checked before it is trusted, in case it was crafted rather than damaged (a matching manifest
+is easy to forge): safetensors headers against the file's size (gpt/safetensors_header.py), the JSON
+files' structure, and the configuration against the stored weights' shapes before a model is built from it,
+so a small file cannot make the loader allocate a huge model. Nothing is unpickled.
 """
 import hashlib
 import json
@@ -25,7 +31,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from gpt.files import previous_dir, replace_dir_atomic
+from gpt.model import GPTConfig
+from gpt.safetensors_header import SafetensorsFileError, check_safetensors
 
+NUMPY_FLOATS = ("F16", "F32", "F64")
 FORMAT = "nanograd-gpt-checkpoint"
 VERSION = 1
 TOKENIZER_FILE = "tokenizer.model"
@@ -46,10 +55,30 @@ class Checkpoint:
     rng: dict = field(default_factory=dict)  # e.g. {"numpy": Generator state, "nanograd": engine state}
     extra: dict = field(default_factory=dict)
     tokenizer_path: Path = None  # set by load_checkpoint when the directory holds a tokenizer
+    path: Path = None  # the directory it was loaded from
+
+    def gpt_config(self):
+        """The GPTConfig of the stored model, checked against the stored weights before anyone builds it."""
+        source = self.path / "config.json" if self.path else "config.json"
+        try:
+            config = GPTConfig(**self.config)
+            config.check_weight_shapes({k.removeprefix("transformer."): v.shape for k, v in self.model.items()})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{source}: not the configuration of these weights ({e})") from None
+        return config
 
 
 def save_checkpoint(path, ckpt, tokenizer_file=None):
-    """Write `ckpt` (a Checkpoint) to the directory `path`, atomically; `tokenizer_file` is copied in."""
+    """Write `ckpt` (a Checkpoint) to the directory `path`, atomically; `tokenizer_file` is copied in.
+    Raises CheckpointError if writing fails (a full disk), with the previous checkpoint left intact."""
+    try:
+        _save(Path(path), ckpt, tokenizer_file)
+    except OSError as e:
+        raise CheckpointError(f"could not save the checkpoint at step {ckpt.step} to {path} ({e}); the previous "
+                              "checkpoint there, if any, is intact") from e
+
+
+def _save(path, ckpt, tokenizer_file):
     with replace_dir_atomic(path) as tmp:
         arrays = {}
         state = {
@@ -79,12 +108,15 @@ def load_checkpoint(path):
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a checkpoint directory")
     manifest = _read_json(path / "manifest.json")
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("version") == VERSION
+            and isinstance(manifest.get("files"), dict)):
         raise CheckpointError(
             f"{path / 'manifest.json'}: not a {FORMAT} version {VERSION} manifest "
-            f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})"
+            f"(format={_get(manifest, 'format')!r}, version={_get(manifest, 'version')!r})"
         )
-    for name, digest in manifest.get("files", {}).items():
+    for name, digest in manifest["files"].items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise CheckpointError(f"{path / 'manifest.json'}: {name[:60]!r} is not a file name in the checkpoint")
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file missing: {file}")
@@ -94,17 +126,39 @@ def load_checkpoint(path):
         if required not in manifest.get("files", {}):
             raise CheckpointError(f"checkpoint file missing: {path / required}")
     state = _read_json(path / "state.json")
+    kinds = {"step": int, "rng": dict, "optimizer": (dict, type(None)), "extra": dict}
+    for key, kind in kinds.items():
+        if not isinstance(state, dict) or not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"{path / 'state.json'}: '{key}' is missing or not a {_names(kind)}")
+    if state["step"] < 0:
+        raise CheckpointError(f"{path / 'state.json'}: step {state['step']} is negative")
+    config = _read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / 'config.json'}: expected a JSON object, got {type(config).__name__}")
     arrays = _read_safetensors(path / "state.safetensors")
     tokenizer = path / TOKENIZER_FILE
+    try:
+        optimizer, extra = _from_json(state["optimizer"], arrays), _from_json(state["extra"], arrays)
+    except (KeyError, TypeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path / 'state.json'}: malformed array references ({type(e).__name__}: {e})") from None
     return Checkpoint(
-        model=_read_safetensors(path / "model.safetensors"),
-        config=_read_json(path / "config.json"),
+        model=_read_safetensors(path / "model.safetensors", NUMPY_FLOATS),
+        config=config,
         step=state["step"],
-        optimizer=_from_json(state["optimizer"], arrays),
+        optimizer=optimizer,
         rng=state["rng"],
-        extra=_from_json(state["extra"], arrays),
+        extra=extra,
         tokenizer_path=tokenizer if tokenizer.is_file() else None,
+        path=path,
     )
+
+
+def _get(obj, key):
+    return obj.get(key) if isinstance(obj, dict) else None
+
+
+def _names(kind):
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 
 def _to_json(obj, arrays, name):
@@ -151,16 +205,20 @@ def _read_json(path):
         raise CheckpointError(f"checkpoint file missing: {path}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"checkpoint file corrupt (invalid JSON: {e}): {path}") from e
 
 
-def _read_safetensors(path):
+def _read_safetensors(path, dtypes=None):
     try:
+        check_safetensors(path, dtypes)
         return load_file(str(path))
-    except (SafetensorError, OSError) as e:
+    except SafetensorsFileError as e:
+        raise CheckpointError(f"checkpoint file corrupt ({e})") from None
+    except (SafetensorError, OSError, TypeError) as e:
         raise CheckpointError(f"checkpoint file corrupt (unreadable safetensors: {e}): {path}") from e
 
 
 def _sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()  # in chunks: never the whole file in memory

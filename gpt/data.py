@@ -86,18 +86,20 @@ class TokenData:
     val: np.ndarray  # memory-mapped ids, (N_val,)
     tokenizer: object  # a tokenizer.Tokenizer (CharTokenizer or BPETokenizer)
     tokenizer_path: Path  # the .model file; a checkpoint keeps a copy of it
+    text_digest: str  # of the corpus text: a resumed run checks it trains on the same text
 
 
-def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None):
-    """Load the corpus named by `data` (see `corpus.load_text`) and tokenize it.
+def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None, text=None):
+    """Load the corpus named by `data` (see `corpus.load_text`; or take its `text`, if already loaded) and
+    tokenize it.
 
     With `tokenizer_path` (resuming from a checkpoint) that tokenizer is used as is; otherwise one of
     `tokenizer_kind` is built for the text. Returns a TokenData.
     """
-    text = corpus.load_text(data, cache)
+    text = corpus.load_text(data, cache) if text is None else text
     if tokenizer_path is not None:
         tok = tokenizer.load(tokenizer_path)
     else:
         tok, tokenizer_path = build_tokenizer(tokenizer_kind, text, vocab_size, cache)
     train, val = split_train_val(token_ids(text, tok, tokenizer_path, cache))
-    return TokenData(train, val, tok, Path(tokenizer_path))
+    return TokenData(train, val, tok, Path(tokenizer_path), corpus.text_digest(text))

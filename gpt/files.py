@@ -2,7 +2,9 @@
 
 Everything is written under a temporary name in the destination's folder, flushed to disk, then renamed
 into place with os.replace, which is atomic within one file system: a reader finds the old version or the
-whole new one, never a mix.
+whole new one, never a mix. The folder is fsynced after the rename, so that the rename itself survives a
+power loss (a rename lives in the folder's entries, which the file's fsync does not write). A process killed
+mid-write leaves its temporary `.<name>.<random>.tmp` behind; gpt/outdir_lock.py clears them.
 """
 import os
 import shutil
@@ -24,6 +26,19 @@ def write_atomic(path, data):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path):
+    """Flush a folder's entries (creations, renames, deletions) to disk. POSIX only: Windows cannot open a
+    folder, and its renames are durable once they return."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def previous_dir(path):
@@ -51,12 +66,14 @@ def replace_dir_atomic(path):
         for file in tmp.iterdir():  # on disk before the rename publishes them
             with open(file, "rb") as f:
                 os.fsync(f.fileno())
+        fsync_dir(tmp)
         old = previous_dir(path)
         if old.exists() and path.exists():
             shutil.rmtree(old)  # a stale leftover; `path` is complete
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the new directory is in place on disk before the old one goes
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,6 +35,19 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
+    def check_weight_shapes(self, shapes):
+        """Raise ValueError unless stored weights {name without 'transformer.': shape} can be this model's: the
+        embeddings' shapes and the number of blocks. Checked before a model is built from a config read from a
+        file, which is cheap to forge and could otherwise ask for any amount of memory."""
+        embeddings = {"wte.weight": (self.vocab_size, self.n_embd), "wpe.weight": (self.block_size, self.n_embd)}
+        for name, shape in embeddings.items():
+            if tuple(shapes.get(name, ())) != shape:
+                raise ValueError(f"the config implies {name} of shape {shape}, the weights hold "
+                                 f"{tuple(shapes[name]) if name in shapes else 'none'}")
+        blocks = {name.split(".")[1] for name in shapes if name.startswith("h.")}
+        if self.n_layer > len(blocks) or any(str(i) not in blocks for i in range(self.n_layer)):
+            raise ValueError(f"the config has n_layer {self.n_layer}, the weights hold blocks {sorted(blocks)[:10]}")
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, rng):

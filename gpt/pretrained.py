@@ -29,6 +29,7 @@ from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
 from gpt.files import replace_dir_atomic
 from gpt.model import GPT, GPTConfig
+from gpt.safetensors_header import check_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -58,8 +59,17 @@ def load_pretrained_model(path):
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no pretrained model folder at {folder}")
-    model = GPT(config_from_hf(_read_config(folder / CONFIG_FILE), folder / CONFIG_FILE))
-    load_weights(model, folder / WEIGHTS_FILE)
+    config = config_from_hf(_read_config(folder / CONFIG_FILE), folder / CONFIG_FILE)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    try:  # the header proven against the file, the config against the header, before the model is built
+        header = check_safetensors(weights, _FLOAT_DTYPES)
+        config.check_weight_shapes({name.removeprefix("transformer."): shape for name, (_, shape) in header.items()})
+    except ValueError as e:
+        raise PretrainedError(f"{folder}: {e}") from None
+    model = GPT(config)
+    load_weights(model, weights)
     return model.eval()
 
 
@@ -235,8 +245,8 @@ def _read_config(path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PretrainedError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise PretrainedError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(config, dict):
         raise PretrainedError(f"{path}: expected a JSON object, got {type(config).__name__}")
     return config

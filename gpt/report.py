@@ -13,14 +13,17 @@ class TrainingLog:
 
     kind "step": `loss` is that step's training loss, with `lr` and `tokens_per_s`.
     kind "eval": `loss` and `val_loss` are the mean losses on the fixed train and val evaluation batches.
-    Opening the log of a resumed run drops the rows written after the checkpoint it resumes from.
+    Opening the log of a resumed run drops the rows written after the checkpoint it resumes from, and a last
+    row cut short by a crash (it lacks its newline: "step,12" cut to "step,1" would read as step 1).
     """
 
     def __init__(self, path, resume_step=None):
         self.path = Path(path)
         rows = []
         if resume_step is not None and self.path.exists():
-            rows = [r for r in self.read(self.path) if int(r["step"]) <= resume_step]
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            text = text[: text.rfind("\n") + 1]  # whole lines only
+            rows = [r for r in csv.DictReader(io.StringIO(text)) if int(r["step"]) <= resume_step]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, COLUMNS)
         writer.writeheader()

@@ -10,7 +10,8 @@ with a learning rate that warms up linearly and then follows a cosine down to `m
 `eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
-run is bit-for-bit the run that was never stopped.
+run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
+(gpt/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in gpt/resume.py.
 
 Data-parallel over MPI (`mpirun -n 2 python -m gpt.train ...`, see gpt/distributed.py): every rank draws the
 same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
@@ -34,8 +35,10 @@ from tqdm import tqdm
 
 import nanograd
 from nanograd import no_grad, optim
-from gpt import data, distributed
-from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt import data, distributed, resume
+from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.files import write_atomic
+from gpt.outdir_lock import OutDirLock
 from gpt.generate import stream_text
 from gpt.model import GPT, GPTConfig
 from gpt.report import TrainingLog, plot_losses
@@ -85,9 +88,13 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "eval_interval", "eval_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "sample_tokens"):
-            if getattr(self, name) < 0:
+        for name in ("max_iters", "warmup_iters", "sample_tokens", "learning_rate", "min_lr", "weight_decay",
+                     "grad_clip"):
+            if not getattr(self, name) >= 0:  # `not >=` also refuses NaN
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,14 +111,29 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, config, world=None):
-        self.config = c = config
+    def __init__(self, config, world=None, given=None):
+        """`given`: the settings the user set (the command line's flags); None counts those that differ from
+        the defaults. On resume the others come from the checkpoint (see gpt/resume.py)."""
         self.world = distributed.world() if world is None else world
-        self.rows = self.world.batch_slice(c.batch_size)  # this rank's slice of every global batch
-        self.out_dir = Path(c.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = Path(config.out_dir)
         self.ckpt_dir = self.out_dir / "ckpt"
+        self.lock = OutDirLock(self.out_dir, active=self.world.is_main)  # one trainer per out dir (rank 0 writes)
+        self.lock.acquire()  # held until train() returns
+        try:
+            self._setup(config, resume.given_by_default(config) if given is None else given)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, c, given):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = load_checkpoint(self.ckpt_dir) if c.resume else None
+        if ckpt is not None:
+            c, changed = resume.resume_config(c, ckpt.extra.get("train_config", {}), given, self.ckpt_dir)
+            if self.world.is_main:
+                print(resume.describe(ckpt.step, self.ckpt_dir, changed), file=sys.stderr)
+        self.config = c
+        self.rows = self.world.batch_slice(c.batch_size)  # this rank's slice of every global batch
         with self.world.main_first():  # rank 0 trains the tokenizer and caches the ids, the others read them
             if ckpt is None:
                 self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
@@ -119,8 +141,9 @@ class Trainer:
                 vocab_size = self.data.tokenizer.vocab_size
                 model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
             else:  # the checkpoint decides the architecture and the tokenizer
-                self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path)
-                model_config = GPTConfig(**ckpt.config)
+                text = resume.load_same_text(ckpt, c.data, c.cache_dir, self.ckpt_dir)
+                self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path, text=text)
+                model_config = dataclasses.replace(ckpt.gpt_config(), dropout=c.dropout)
         self.model = GPT(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
@@ -155,16 +178,23 @@ class Trainer:
         self.world.check_identical([p.data for p in self.model.parameters()], "weights")
 
     def _restore(self, ckpt):
-        self.model.load_state_dict(ckpt.model)
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.rng.bit_generator.state = ckpt.rng["numpy"]
-        dropout_states = ckpt.rng.get("nanograd_ranks", [ckpt.rng["nanograd"]])
-        if self.world.rank < len(dropout_states):
-            nanograd.set_rng_state(dropout_states[self.world.rank])
-        else:  # resumed with more ranks than saved the checkpoint: a fresh stream for this one
-            nanograd.manual_seed([self.config.seed, self.world.rank, ckpt.step])
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        try:
+            self.model.load_state_dict(ckpt.model)
+            self.optimizer.load_state_dict(ckpt.optimizer)
+            self.rng.bit_generator.state = ckpt.rng["numpy"]
+            dropout_states = ckpt.rng.get("nanograd_ranks", [ckpt.rng["nanograd"]])
+            if self.world.rank < len(dropout_states):
+                nanograd.set_rng_state(dropout_states[self.world.rank])
+            else:  # resumed with more ranks than saved the checkpoint: a fresh stream for this one
+                nanograd.manual_seed([self.config.seed, self.world.rank, ckpt.step])
+            self.last_eval = tuple(ckpt.extra["last_eval"]) if ckpt.extra.get("last_eval") else None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise CheckpointError(f"{self.ckpt_dir}: its state does not fit this model "
+                                  f"({type(e).__name__}: {str(e)[:200]})") from None
+        for group, own in zip(self.optimizer.param_groups, settings):
+            group.update(own)  # this run's optimizer settings win over the saved ones (reported on resume)
         self.step = ckpt.step
-        self.last_eval = tuple(ckpt.extra["last_eval"]) if ckpt.extra.get("last_eval") else None
 
     def save(self):
         """Write a checkpoint (rank 0); every rank takes part, checking the weights agree."""
@@ -184,6 +214,7 @@ class Trainer:
             extra={
                 "last_eval": list(self.last_eval) if self.last_eval else None,
                 "train_config": dataclasses.asdict(self.config),
+                "data_digest": self.data.text_digest,
             },
         )
         save_checkpoint(self.ckpt_dir, ckpt, tokenizer_file=self.data.tokenizer_path)
@@ -253,27 +284,27 @@ class Trainer:
         tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
         bar = tqdm(total=c.max_iters, initial=self.step, disable=not (c.progress and self.world.is_main),
                    unit="step", dynamic_ncols=True)
-        interrupted = False
-        with bar, _deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
-            while self.step < c.max_iters and not interrupted:
-                if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
+        interrupted, text = False, ""
+        with self.lock:
+            with bar, _deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
+                while self.step < c.max_iters and not interrupted:
+                    if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
+                        self._evaluate_and_save(bar)
+                    start = time.perf_counter()
+                    loss, lr = self.train_step()
+                    speed = tokens_per_step / (time.perf_counter() - start)
+                    self._log("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
+                    bar.update(1)
+                    interrupted = self.world.any(ctrl_c.is_set())  # every rank stops after the same step
+                if self._not_evaluated_yet():
                     self._evaluate_and_save(bar)
-                start = time.perf_counter()
-                loss, lr = self.train_step()
-                speed = tokens_per_step / (time.perf_counter() - start)
-                self._log("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
-                bar.update(1)
-                interrupted = self.world.any(ctrl_c.is_set())  # every rank stops after the same step
-            if self._not_evaluated_yet():
-                self._evaluate_and_save(bar)
-        text = ""
-        if self.world.is_main:
-            if interrupted:
-                print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
-                      f"continue with --resume", file=sys.stderr)
-            plot_losses(self.log.path, self.out_dir / "loss.png")
-            text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
+            if self.world.is_main:
+                if interrupted:
+                    print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
+                          f"continue with --resume", file=sys.stderr)
+                plot_losses(self.log.path, self.out_dir / "loss.png")
+                text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
         _, train_loss, val_loss = self.last_eval
         return TrainResult(self.step, train_loss, val_loss, text, interrupted)
 
@@ -285,7 +316,7 @@ class Trainer:
         c = self.config
         text = "".join(stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens,
                                    c.temperature, c.top_k, seed=c.seed))
-        (self.out_dir / "sample.txt").write_text(text, encoding="utf-8")
+        write_atomic(self.out_dir / "sample.txt", text.encode("utf-8"))
         return text
 
 
@@ -332,7 +363,9 @@ def build_arg_parser(description=__doc__):
 
 
 def main(argv=None, description=__doc__):
-    args = build_arg_parser(description).parse_args(argv)
+    parser = build_arg_parser(description)
+    args = parser.parse_args(argv)
+    given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
     world = distributed.World()  # until MPI is connected, failures exit this process alone
     try:
         # Under --ranks N this process becomes `mpiexec -n N` running the command the user typed (or, called
@@ -342,7 +375,7 @@ def main(argv=None, description=__doc__):
         world = distributed.world()
         nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        trainer = Trainer(config, world)
+        trainer = Trainer(config, world, given)
         if world.is_main:
             n_params = trainer.model.num_parameters()
             print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "

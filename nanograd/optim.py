@@ -25,10 +25,22 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)} in a param group")
             self.param_groups.append({**defaults, **group, "params": list(group["params"])})
+            self._check_hyperparameters(self.param_groups[-1])
         self.state = {}  # id(param) -> dict of that parameter's running statistics
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
+
+    def _check_hyperparameters(self, group: dict) -> None:
+        """Refuse settings that make no sense, as torch.optim does: a negative learning rate climbs the loss."""
+        for name in ("lr", "eps", "momentum", "weight_decay"):
+            if name in group and not group[name] >= 0:  # `not >=` also catches NaN
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 0, got {group[name]}")
+        if "betas" in group and len(group["betas"]) != 2:
+            raise ValueError(f"{type(self).__name__}: betas must be a pair (beta1, beta2), got {group['betas']}")
+        for i, beta in enumerate(group.get("betas", ())):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{type(self).__name__}: betas[{i}] must be in [0, 1), got {beta}")
 
     def zero_grad(self) -> None:
         for p in self._params():

@@ -198,3 +198,28 @@ def test_mlp_learns_two_moons():
         opt.step()
     accuracy = (model(Tensor(points)).data.argmax(-1) == labels).mean()
     assert loss.item() < 0.05 and accuracy == 1.0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.AdamW(p, lr=-1e-3), "AdamW: lr must be >= 0, got -0.001"),
+    (lambda p: optim.AdamW(p, lr=float("nan")), "AdamW: lr must be >= 0, got nan"),
+    (lambda p: optim.AdamW(p, betas=(1.0, 0.999)), r"AdamW: betas\[0\] must be in \[0, 1\), got 1.0"),
+    (lambda p: optim.AdamW(p, betas=(0.9, -0.1)), r"AdamW: betas\[1\] must be in \[0, 1\), got -0.1"),
+    (lambda p: optim.AdamW(p, betas=(0.9,)), r"AdamW: betas must be a pair"),
+    (lambda p: optim.AdamW(p, eps=-1e-8), "AdamW: eps must be >= 0"),
+    (lambda p: optim.AdamW(p, weight_decay=-0.1), "AdamW: weight_decay must be >= 0"),
+    (lambda p: optim.AdamW([{"params": p, "lr": -1.0}]), "AdamW: lr must be >= 0, got -1.0"),  # per group
+    (lambda p: optim.SGD(p, lr=-0.1), "SGD: lr must be >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.9), "SGD: momentum must be >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "SGD: weight_decay must be >= 0"),
+])
+def test_impossible_hyperparameters_are_refused_naming_the_setting(make, message):
+    """torch.optim refuses these too (ValueError 'Invalid learning rate' etc.)."""
+    with pytest.raises(ValueError, match=message):
+        make([Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)])
+
+
+def test_edge_hyperparameters_are_accepted():
+    p = [Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)]
+    optim.AdamW(p, lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)
+    optim.SGD(p, lr=0.0)

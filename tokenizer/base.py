@@ -31,6 +31,7 @@ class ModelReader:
 
     def __init__(self, path, text: str):
         self.path = str(path)
+        self.size = len(text)
         self.lines = text.split("\n")
         if self.lines and self.lines[-1] == "":
             self.lines.pop()  # the newline that ends the last record
@@ -71,7 +72,7 @@ class ModelReader:
     def json_string(self, literal: str, what: str) -> str:
         try:
             value = json.loads(literal)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise self.error(f"{what} should be a JSON string, got {literal[:60]!r}") from None
         if not isinstance(value, str):
             raise self.error(f"{what} should be a JSON string, got {literal[:60]!r}")
@@ -127,6 +128,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut never leaves the name with no content
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -32,6 +32,7 @@ IDENTITY_BYTES = list(range(256))
 CACHE_MAX_CHUNK_CHARS = 256  # longer chunks are rare and would bloat the cache
 CACHE_MAX_ENTRIES = 1 << 18  # cleared when over: bounded memory on endless streams of new text
 ALLOWED_SPECIAL_MODES = ("all", "none", "none_raise")
+MAX_TOKEN_BYTES_PER_FILE_BYTE = 64  # a trained vocabulary's tokens spell fewer bytes than its .model file has
 
 
 def _as_id_array(ids) -> np.ndarray | None:
@@ -342,6 +343,9 @@ class BPETokenizer(Tokenizer):
             literal, _, word = reader.next_line("a special token line").rpartition(" ")
             name = reader.json_string(literal, "special token")
             special_lines.append((reader.line_no, name, reader.integer(word, "special token id")))
+        # Each merge line can double a token's length: 40 lines could spell a terabyte. The tokens' total
+        # length is bounded by what the file could mean (a trained vocabulary spells less than its file).
+        lengths, budget = [1] * 256, MAX_TOKEN_BYTES_PER_FILE_BYTE * reader.size + (1 << 24)
         for k in range(reader.count("merges")):
             words = reader.next_line(f"merge {k} of the 'merges' count").split(" ")
             if len(words) != 2:
@@ -349,6 +353,11 @@ class BPETokenizer(Tokenizer):
             pair = tuple(reader.integer(word, "a merged id", minimum=0) for word in words)
             if max(pair) >= 256 + k:
                 raise reader.error(f"merge {k} (id {256 + k}) uses id {max(pair)}, which does not exist yet")
+            lengths.append(lengths[pair[0]] + lengths[pair[1]])
+            budget -= lengths[-1]
+            if budget < 0:
+                raise reader.error(f"the merges spell tokens longer in total than a {reader.size:,}-byte file "
+                                   "can justify (each merge doubling the last?)")
             tokenizer.merges.append(pair)
         tokenizer._rebuild()
         for line_no, name, token_id in special_lines:

@@ -62,22 +62,29 @@ def merges_from_ranks(ranks: dict[bytes, int], source: str) -> tuple[list[int], 
         raise ValueError(f"{source}: ranks 0..255 must be the 256 single bytes")
     byte_ids = [ranks[bytes([b])] for b in range(256)]
     merges = []
+    # Cuts are tried only where a token ends: at most one per distinct token length, not one per byte, so a
+    # hostile file with one megabyte-long token cannot make this quadratic in the file's size.
+    lengths = sorted({len(token) for token in tokens})
     for rank in range(256, len(tokens)):
         token = tokens[rank]
-        for cut in range(1, len(token)):
+        for cut in lengths:
+            if cut >= len(token):
+                raise ValueError(f"{source}: token {token[:40]!r} (rank {rank}) is not two tokens of lower rank")
             left, right = ranks.get(token[:cut], rank), ranks.get(token[cut:], rank)
             if left < rank and right < rank:
                 merges.append((left, right))
                 break
-        else:
-            raise ValueError(f"{source}: token {token!r} (rank {rank}) is not two tokens of lower rank")
     return byte_ids, merges
 
 
 def read_gpt2_files(encoder_json, vocab_bpe) -> tuple[list[int], list[tuple[int, int]], dict[str, int]]:
     """Byte ids, merges and special tokens from OpenAI's encoder.json and vocab.bpe."""
-    with open(encoder_json, encoding="utf-8") as f:
-        encoder: dict[str, int] = json.load(f)
+    try:
+        encoder: dict[str, int] = json.loads(_read_text(encoder_json))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{encoder_json}: not valid JSON ({str(exc)[:100]})") from None
+    if not isinstance(encoder, dict) or not all(type(i) is int and i >= 0 for i in encoder.values()):
+        raise ValueError(f"{encoder_json}: expected a JSON object of token -> id (an integer >= 0)")
     byte_to_char = bytes_to_unicode()
     try:
         byte_ids = [encoder[byte_to_char[b]] for b in range(256)]
@@ -86,8 +93,7 @@ def read_gpt2_files(encoder_json, vocab_bpe) -> tuple[list[int], list[tuple[int,
     if sorted(byte_ids) != list(range(256)):
         raise ValueError(f"{encoder_json}: the 256 byte tokens must have the ids 0..255")
     merges = []
-    with open(vocab_bpe, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    lines = _read_text(vocab_bpe).split("\n")
     for line_no, line in enumerate(lines, start=1):
         if not line or line.startswith("#version"):
             continue
@@ -106,6 +112,14 @@ def read_gpt2_files(encoder_json, vocab_bpe) -> tuple[list[int], list[tuple[int,
         raise ValueError(f"{encoder_json}: has {len(encoder)} entries, but 256 bytes + {len(merges)} merges "
                          f"of {vocab_bpe} + {len(special_tokens)} special tokens make a different number")
     return byte_ids, merges, special_tokens
+
+
+def _read_text(path) -> str:
+    """A UTF-8 file's text; ValueError naming the file if it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _ordinary_tokens(tokenizer) -> list[bytes]:
