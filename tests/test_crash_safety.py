@@ -25,6 +25,7 @@ from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_ch
 from gpt.outdir_lock import OutDirBusy, OutDirLock
 from gpt.report import TrainingLog
 from gpt.train import TrainConfig, Trainer
+from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_ITERS = 20
@@ -46,15 +47,6 @@ train.Trainer.save = save_and_record
 train.main(sys.argv[2:])
 np.savez(sys.argv[1], **states)
 """
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["thou", "art", "the", "king", "of", "night", "and", "day", "ROMEO:", "JULIET:", "\n"]
-    path = tmp_path / "corpus.txt"
-    path.write_text(" ".join(rng.choice(words, 3000)), encoding="utf-8")
-    return path
 
 
 def _env(tmp_path):

@@ -11,16 +11,13 @@ from gpt import train
 from gpt.checkpoint import load_checkpoint
 from gpt.resume import ResumeConflict
 from gpt.train import TrainConfig, Trainer
+from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
 
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, text_file):
     """A finished 4-step run; returns the command-line flags that made it."""
-    rng = np.random.default_rng(0)
-    words = ["thou", "art", "the", "king", "of", "night", "and", "day", "ROMEO:", "JULIET:", "\n"]
-    text = tmp_path / "corpus.txt"
-    text.write_text(" ".join(rng.choice(words, 3000)), encoding="utf-8")
-    flags = ["--out-dir", str(tmp_path / "out"), "--data", str(text), "--cache-dir", str(tmp_path / "cache"),
+    flags = ["--out-dir", str(tmp_path / "out"), "--data", str(text_file), "--cache-dir", str(tmp_path / "cache"),
              "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
              "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "0", "--no-progress"]
     train.main(flags)
