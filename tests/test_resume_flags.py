@@ -4,7 +4,6 @@ import dataclasses
 import re
 import shutil
 
-import numpy as np
 import pytest
 
 from gpt import train
