@@ -46,9 +46,9 @@ import nanograd  # noqa: E402
 
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
-TINY = dict(pretrain_iters=30, pretrain_chars=300_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
-            block_size=320, train_records=40, val_records=6, test_records=10, steps=12, batch_size=8,
-            eval_every=6, examples=2)
+TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
+            block_size=224, max_passage_chars=100, train_records=24, val_records=4, test_records=8, steps=8,
+            batch_size=8, eval_every=4, examples=1)
 
 
 def pretrain(args):
@@ -248,10 +248,11 @@ def run(args):
     vocab = InstructVocab.for_texts(tok, pretrained.config.vocab_size, texts)
     print(f"added tokens: {vocab.added}")
     block = pretrained.config.block_size
-    (train, _), (val, _), (test, test_records) = (encode_split(vocab, records[s], block, s) for s in records)
+    (train, train_records), (val, val_records), (test, test_records) = (
+        encode_split(vocab, records[split], block, split) for split in ("train", "val", "test"))
     print("records per family (train / val / test): " + ", ".join(
-        f"{f} {n}/{family_sizes(records['val']).get(f, 0)}/{family_sizes(test_records).get(f, 0)}"
-        for f, n in family_sizes(records["train"]).items()))
+        f"{f} {n}/{family_sizes(val_records).get(f, 0)}/{family_sizes(test_records).get(f, 0)}"
+        for f, n in family_sizes(train_records).items()))
     grow_token_embeddings(pretrained, vocab.size)
     base_state = {name: array.copy() for name, array in pretrained.state_dict().items()}
     out = Path(args.out_dir)

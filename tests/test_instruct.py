@@ -1,11 +1,17 @@
 """Instruction fine-tuning (gpt/instruct.py, gpt/instruct_tune.py): the template's tokens, masking, the loss,
-exact match without generating, generation stopping at the end marker, a grown vocabulary."""
+exact match without generating, generation stopping at the end marker, a grown vocabulary, gpt.chat."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gpt import GPT, GPTConfig
+from gpt.chat import read_turn
 from gpt.generate import stream_text
 from gpt.instruct import (END, IGNORE, InstructVocab, collate, encode_record, format_prompt, greedy_correct,
                           grow_token_embeddings)
@@ -14,6 +20,7 @@ from gpt.play_tasks import Record, make_records
 from tokenizer import BPETokenizer, CharTokenizer
 
 PLAY_CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ:,.;!?'-\n"
+REPO = Path(__file__).resolve().parent.parent
 RECORDS = make_records({"test": 3}, seed=0)["test"]  # 3 of each family: real records with and without input
 
 
@@ -144,3 +151,27 @@ def test_early_stopping_keeps_the_best_weights_and_checkpoints_round_trip(memori
     loaded, loaded_vocab, tuned = load_instruct_model(tmp_path / "ckpt")
     assert tuned and loaded_vocab.added == vocab.added and loaded_vocab.end_id == vocab.end_id
     assert greedy_correct(loaded, encoded).all()
+
+
+def test_chat_reads_turns_of_instruction_and_optional_input():
+    lines = iter(["Say yes.", "", "Who speaks next?", "A:", "b", "", "C:", "d", "", "", "", "Last one.", ""])
+    assert read_turn(lines) == ("Say yes.", "")
+    assert read_turn(lines) == ("Who speaks next?", "A:\nb\n\nC:\nd")  # one blank line stays inside the input
+    assert read_turn(lines) == ("Last one.", "")  # blank lines between turns are skipped
+    assert read_turn(lines) is None
+    assert read_turn(iter(["Unfinished", "input without its blank lines"])) == ("Unfinished",
+                                                                               "input without its blank lines")
+
+
+def test_chat_runs_end_to_end_on_a_checkpoint_with_piped_input(memorized, tmp_path):
+    model, vocab, _, _, _ = memorized
+    save_instruct_checkpoint(tmp_path / "ckpt", model, vocab, vocab.tok.save(tmp_path / "chars"), step=150)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    turns = "Who speaks first?\n\nWho speaks next?\nHAMLET:\nTo be.\n\n\nSay yes.\n"
+    run = subprocess.run([sys.executable, "-m", "gpt.chat", "--ckpt", str(tmp_path / "ckpt")], input=turns,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "### Response:\nBERNARDO\n\n### Response:\nOPHELIA\n\n### Response:\nYes\n\n"
+    missing = subprocess.run([sys.executable, "-m", "gpt.chat", "--ckpt", str(tmp_path / "nothing")], input="",
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: no checkpoint at {tmp_path / 'nothing'}"
