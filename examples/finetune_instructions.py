@@ -185,6 +185,18 @@ def show_examples(model, vocab, test, correct, n, rng):
             print(f"  expected: {r.output!r}\n  answered: {answer!r}")
 
 
+def probe_pretrained(model, tok, test):
+    """Does the pretrained model know the next speaker or line when asked in its own format, continuing the
+    text, with no template? If it does not, no fine-tune can draw that knowledge out of it."""
+    for family, ending in (("next_speaker", "\n\n"), ("next_line", "\n")):
+        records = [r for r in test if r.family == family and set(r.input) <= set(tok.decode(range(tok.vocab_size)))]
+        hits = 0
+        for r in records:
+            text = "".join(stream_text(model, tok, r.input + ending, 40, temperature=0))
+            hits += (text.split(":")[0] if family == "next_speaker" else text.split("\n")[0]) == r.output
+        print(f"the pretrained model continuing the plays' text itself: {hits} of {len(records)} {family} right")
+
+
 def build_arg_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="pretrained checkpoint directory (else a model is pretrained here and cached)")
@@ -204,10 +216,10 @@ def build_arg_parser():
     g.add_argument("--train-records", type=int, default=600, help="training records per family")
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")
     g.add_argument("--test-records", type=int, default=100, help="test records per family")
-    g.add_argument("--max-passage-chars", type=int, default=240, help="longest input passage of a reading task")
-    g.add_argument("--steps", type=int, default=800, help="most optimizer steps of each fine-tune")
+    g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
+    g.add_argument("--steps", type=int, default=600, help="most optimizer steps of each fine-tune")
     g.add_argument("--batch-size", type=int, default=16, help="records per step")
-    g.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of fine-tuning")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
     g.add_argument("--scratch-lr", type=float, default=1e-3, help="peak learning rate from scratch")
     g.add_argument("--eval-every", type=int, default=50, help="steps between validation evaluations")
     g.add_argument("--patience", type=int, default=4, help="evaluations without improvement before stopping")
@@ -253,6 +265,7 @@ def run(args):
     print("records per family (train / val / test): " + ", ".join(
         f"{f} {n}/{family_sizes(val_records).get(f, 0)}/{family_sizes(test_records).get(f, 0)}"
         for f, n in family_sizes(train_records).items()))
+    probe_pretrained(pretrained, tok, test_records)
     grow_token_embeddings(pretrained, vocab.size)
     base_state = {name: array.copy() for name, array in pretrained.state_dict().items()}
     out = Path(args.out_dir)

@@ -96,7 +96,7 @@ class TaskGenerator:
     whole corpus, so a knowledge question quotes only lines that occur once in all the plays (a line like
     "My lord?" could belong to any play and any speaker, and would have no single right answer)."""
 
-    def __init__(self, scenes, line_counts, rng, max_passage_chars=240):
+    def __init__(self, scenes, line_counts, rng, max_passage_chars=200):
         self.scenes, self.line_counts, self.rng = scenes, line_counts, rng
         self.max_passage_chars = max_passage_chars
 
@@ -198,7 +198,7 @@ def count_lines(scenes):
     return Counter(line for scene in scenes for _, verse in scene.speeches for line in verse)
 
 
-def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=240):
+def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200):
     """{split: [Record]} with sizes[split] records of each family, from disjoint scenes (see the module
     docstring). The same seed gives the same records."""
     unknown = sorted(set(families) - set(FAMILIES))
