@@ -2,13 +2,15 @@
 every answer by exact match on scenes no training record touches.
 
     python examples/finetune_instructions.py                              # pretrains a small model first (cached)
-    python examples/finetune_instructions.py --ckpt out/shakespeare/ckpt   # a model from train_shakespeare.py
+    python examples/finetune_instructions.py --ckpt PATH    # a checkpoint of gpt.train with a long enough context
     python examples/finetune_instructions.py --tiny                       # a seconds-long smoke run
 
 The records come from gpt/play_tasks.py: seven task families, four answerable by reading the input passage
 and three that need memory of the plays (which play a line is from, who speaks next, the next line). Each
 play's scenes are dealt into train, val and test, so the test questions quote scenes that no training or
-validation record quotes; pretraining (on all the plays) has read them, as plain text.
+validation record quotes; pretraining (on all the plays) has read them, as plain text. A record must fit the
+model's context: the default model reads 128 BPE tokens (about 450 characters); the 64-character context of
+train_shakespeare.py's model holds almost none, and is refused by name.
 
 Four models answer the same test records, greedily, through the same template (gpt/instruct.py):
 - untuned: the pretrained model as it is, prompted with the template (its end marker is untrained);
@@ -18,7 +20,14 @@ Four models answer the same test records, greedily, through the same template (g
 The fine-tunes stop early on the validation records' response loss. The report: exact-match accuracy per
 family with a 95% interval from a bootstrap over the test scenes (the questions of one scene are not
 independent evidence), the paired differences fine-tuned minus untuned and minus from scratch, a CSV and a
-bar chart in --out-dir, and a few fine-tuned answers, right and wrong, generated token by token.
+bar chart in --out-dir, and a few fine-tuned answers, right and wrong, generated token by token. First, a probe:
+how many next speakers and next lines the pretrained model gets right continuing the text in its own format.
+
+Measured with the defaults (README, "Instruction fine-tuning", has the table): exact match over 676 test
+records, untuned 0.000, fine-tuned 0.123, fine-tuned unmasked 0.093, from scratch 0.104; fine-tuned minus from
+scratch +0.019 (95% interval +0.007 to +0.033), on the knowledge families +0.017 (0.000 to +0.037). The probe:
+1 of 100 next speakers, 0 of 100 next lines. About 11 minutes with --threads 1 on a heavily shared 2-core
+machine once the pretraining (26 minutes there) is cached.
 """
 import argparse
 import csv
@@ -35,7 +44,8 @@ from gpt.checkpoint import CheckpointError, load_checkpoint  # noqa: E402  (afte
 from gpt.corpus import cache_dir, shakespeare, text_digest  # noqa: E402
 from gpt.files import write_atomic  # noqa: E402
 from gpt.generate import stream_text  # noqa: E402
-from gpt.instruct import InstructVocab, encode_record, format_prompt, greedy_correct, grow_token_embeddings  # noqa: E402
+from gpt.instruct import (InstructVocab, encode_record, format_prompt, greedy_correct,  # noqa: E402
+                          grow_token_embeddings)
 from gpt.instruct_tune import fine_tune, save_instruct_checkpoint  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.play_tasks import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402

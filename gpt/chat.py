@@ -2,7 +2,8 @@
 as it is generated, repeat; Ctrl-D (end of input) quits.
 
     python -m gpt.chat --ckpt out/instruct/ckpt
-    printf 'Who speaks next?\\nHAMLET:\\nTo be, or not to be: that is the question:\\n\\n\\n' | python -m gpt.chat --ckpt PATH
+    printf 'Who speaks next?\\nHAMLET:\\nTo be, or not to be: that is the question:\\n\\n\\n' \\
+        | python -m gpt.chat --ckpt PATH
 
 Each turn reads one line, the instruction, then the input: nothing if the next line is empty, else every
 line up to two empty lines in a row (so an input may hold speeches separated by one blank line). The
