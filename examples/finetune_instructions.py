@@ -27,7 +27,7 @@ Measured with the defaults (README, "Instruction fine-tuning", has the table): e
 records, untuned 0.000 (also 0 of 676 with its first line taken as its answer), fine-tuned 0.123, fine-tuned
 unmasked 0.093, from scratch 0.104; fine-tuned minus from scratch +0.019 (95% interval +0.007 to +0.033), on
 the knowledge families +0.017 (0.000 to +0.037). The probe: 1 of 100 next speakers, 0 of 100 next lines.
-About 11 minutes with --threads 1 on a heavily shared 2-core machine once the pretraining (26 minutes there)
+About 11-14 minutes with --threads 1 on a heavily shared 2-core machine once the pretraining (26 minutes there)
 is cached.
 """
 import argparse
