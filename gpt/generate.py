@@ -140,15 +140,19 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     return np.concatenate([idx] + [token[:, None] for token in new], axis=1).astype(idx.dtype)
 
 
-def stream_text(model, tok, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None):
+def stream_text(model, tok, prompt, max_new_tokens, temperature=0.8, top_k=None, top_p=None, seed=None,
+                stop_id=None):
     """Yield the text that follows `prompt`, a piece per generated token (one sample, B = 1).
 
     Bytes are decoded incrementally, so a character split over several byte-level BPE tokens is yielded
-    once it is complete."""
+    once it is complete. Generation ends early, yielding nothing for it, at the token `stop_id` (an
+    end-of-response marker, see gpt/instruct.py)."""
     ids = tok.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     context = np.asarray([ids], dtype=np.int64)
     for token in generate_stream(model, context, max_new_tokens, temperature, top_k, top_p, seed):
+        if int(token[0]) == stop_id:
+            break
         piece = decoder.decode(_token_bytes(tok, int(token[0])))
         if piece:
             yield piece

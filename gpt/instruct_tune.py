@@ -1,0 +1,115 @@
+"""Instruction fine-tuning: train a GPT on encoded instruction records (gpt/instruct.py), stop early on a
+validation split, and save / load the result as an ordinary checkpoint.
+
+The step is the pretraining step (gpt/train.py) on other batches: a random batch of records padded to its
+longest, AdamW (weight decay on 2-D weights only), gradient clipping, a learning rate that warms up and
+decays on a cosine, here from a small peak (a fine-tune should adjust the pretrained weights, not
+overwrite them). Every `eval_every` steps the mean response loss on the validation records is measured, and
+the weights of the best evaluation are kept; `patience` evaluations without a better one end training.
+
+A fine-tuned checkpoint is a trainer checkpoint (gpt/checkpoint.py) whose model has a grown vocabulary; its
+`extra["instruct"]` lists the added tokens, so `python -m gpt.chat --ckpt PATH` rebuilds the vocabulary.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+import tokenizer
+from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.instruct import IGNORE, InstructVocab, collate, grow_token_embeddings
+from gpt.model import GPT, GPTConfig
+from nanograd import no_grad, optim
+
+
+@dataclass
+class TuneResult:
+    best_step: int
+    best_val_loss: float
+    curve: list = field(default_factory=list)  # (step, mean training loss since the last point, val loss)
+
+
+def response_loss(model, encoded, batch_size=64):
+    """Mean cross-entropy over the response tokens (and end markers) of `encoded`, prompts and padding not
+    counted, in eval mode without a graph."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with no_grad():
+            for start in range(0, len(encoded), batch_size):
+                x, y = collate(encoded[start : start + batch_size], pad_id=0, mask_prompt=True)
+                n = int((y != IGNORE).sum())
+                total += model(x, y)[1].item() * n
+                count += n
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=50, patience=None,
+              mask_prompt=True, weight_decay=0.1, warmup=20, progress=False):
+    """Train `model` on `train` [(ids, n_prompt)] for up to `steps` steps; keep the weights of the lowest
+    validation response loss. mask_prompt=False also trains on the prompt tokens. Returns a TuneResult."""
+    optimizer = model.configure_optimizers(weight_decay, lr, (0.9, 0.99))
+    result, losses, best_state, stale = TuneResult(0, float("inf")), [], None, 0
+    model.train()
+
+    def evaluate(step):
+        nonlocal best_state, stale
+        val_loss = response_loss(model, val)
+        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"), val_loss))
+        losses.clear()
+        if val_loss < result.best_val_loss:
+            result.best_step, result.best_val_loss, stale = step, val_loss, 0
+            best_state = {name: array.copy() for name, array in model.state_dict().items()}
+        else:
+            stale += 1
+        return patience is not None and stale >= patience
+
+    evaluate(0)
+    for step in tqdm(range(1, steps + 1), disable=not progress, unit="step", dynamic_ncols=True, leave=False):
+        for group in optimizer.param_groups:
+            group["lr"] = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
+        batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
+        x, y = collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt)
+        optimizer.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+        optim.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if (step % eval_every == 0 or step == steps) and evaluate(step):
+            break
+    model.load_state_dict(best_state)
+    return result
+
+
+def save_instruct_checkpoint(path, model, vocab, tokenizer_file, step, extra=None):
+    """Write the fine-tuned model as a checkpoint that gpt.chat (and gpt.sample) can open."""
+    extra = dict(extra or {}, instruct={"added_tokens": vocab.added, "base_vocab_size": vocab.base_size})
+    ckpt = Checkpoint(model=model.state_dict(), config=dataclasses.asdict(model.config), step=step, extra=extra)
+    save_checkpoint(path, ckpt, tokenizer_file=tokenizer_file)
+
+
+def load_instruct_model(path):
+    """(model in eval mode, InstructVocab, instruction-tuned?) from any checkpoint directory. A checkpoint that
+    was never instruction-tuned gets the end marker (and any missing template character) added on the fly,
+    with mean-initialised embeddings, so its untuned answers can be seen too."""
+    ckpt = load_checkpoint(path)
+    if ckpt.tokenizer_path is None:
+        raise ValueError(f"checkpoint {path} holds no tokenizer, so its ids cannot be turned into text")
+    tok = tokenizer.load(ckpt.tokenizer_path)
+    model = GPT(GPTConfig(**ckpt.config))
+    model.load_state_dict(ckpt.model)
+    info = ckpt.extra.get("instruct")
+    if info is None:
+        vocab = InstructVocab.for_texts(tok, model.config.vocab_size, [])
+        grow_token_embeddings(model, vocab.size)
+    else:
+        vocab = InstructVocab(tok, info["base_vocab_size"], info["added_tokens"])
+        if vocab.size != model.config.vocab_size:
+            raise ValueError(f"checkpoint {path}: {vocab.size} tokens in its vocabulary but "
+                             f"{model.config.vocab_size} rows in its embedding")
+    return model.eval(), vocab, info is not None
