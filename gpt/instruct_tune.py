@@ -19,7 +19,7 @@ from tqdm import tqdm
 import tokenizer
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.instruct import IGNORE, InstructVocab, collate, grow_token_embeddings
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT
 from nanograd import no_grad, optim
 
 
@@ -101,7 +101,7 @@ def load_instruct_model(path):
     if ckpt.tokenizer_path is None:
         raise ValueError(f"checkpoint {path} holds no tokenizer, so its ids cannot be turned into text")
     tok = tokenizer.load(ckpt.tokenizer_path)
-    model = GPT(GPTConfig(**ckpt.config))
+    model = GPT(ckpt.gpt_config())
     model.load_state_dict(ckpt.model)
     info = ckpt.extra.get("instruct")
     if info is None:
