@@ -14,14 +14,14 @@ import tokenizer
 from gpt.attention_maps import draw_prompt_attention
 from gpt.checkpoint import load_checkpoint
 from gpt.generate import stream_text
-from gpt.model import GPT, GPTConfig
+from gpt.models import from_config_dict
 from gpt.pretrained import load_pretrained
 
 
 def load_model(ckpt_dir):
     """(model in eval mode, tokenizer) from a checkpoint directory written by the trainer."""
     ckpt = load_checkpoint(ckpt_dir)
-    model = GPT(GPTConfig(**ckpt.config))
+    model = from_config_dict(ckpt.config)
     model.load_state_dict(ckpt.model)
     if ckpt.tokenizer_path is None:
         raise ValueError(f"checkpoint {ckpt_dir} holds no tokenizer, so its ids cannot be turned into text")
