@@ -31,7 +31,20 @@ def _forward_loop(xw, w_hh, h, c, states, gates, z):
     for t in range(T):
         for j in prange(H4):  # z[:, j] = xw[:, t, j] + h . w_hh[j], for every sequence b
             w = w_hh[j]
-            for b in range(B):
+            b = 0
+            while b + 4 <= B:  # four sequences at a time: each load of w[k] feeds four multiply-adds
+                h0, h1, h2, h3 = h[b], h[b + 1], h[b + 2], h[b + 3]
+                a0 = a1 = a2 = a3 = xw.dtype.type(0)
+                for k in range(H):
+                    wk = w[k]
+                    a0 += h0[k] * wk
+                    a1 += h1[k] * wk
+                    a2 += h2[k] * wk
+                    a3 += h3[k] * wk
+                z[b, j], z[b + 1, j] = xw[b, t, j] + a0, xw[b + 1, t, j] + a1
+                z[b + 2, j], z[b + 3, j] = xw[b + 2, t, j] + a2, xw[b + 3, t, j] + a3
+                b += 4
+            for b in range(b, B):
                 hb = h[b]
                 acc = xw.dtype.type(0)
                 for k in range(H):
@@ -77,15 +90,26 @@ def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc):
                 dg[u] = dcu * i * (one - g * g)
                 do[u] = dhu * tc * o * (one - o)
                 dcb[u] = dcu * f
-        for k in prange(H):  # dh[:, k] = dz[:, t] . w_hh[:, k]
+        for k in prange(H):  # dh[:, k] = dz[:, t] . w_hh[:, k], four sequences at a time as in the forward
             w = w_hh_t[k]
-            for b in range(B):
+            b = 0
+            while b + 4 <= B:
+                d0, d1, d2, d3 = dxw[b, t], dxw[b + 1, t], dxw[b + 2, t], dxw[b + 3, t]
+                a0 = a1 = a2 = a3 = dxw.dtype.type(0)
+                for j in range(H4):
+                    wj = w[j]
+                    a0 += d0[j] * wj
+                    a1 += d1[j] * wj
+                    a2 += d2[j] * wj
+                    a3 += d3[j] * wj
+                dh[b, k], dh[b + 1, k], dh[b + 2, k], dh[b + 3, k] = a0, a1, a2, a3
+                b += 4
+            for b in range(b, B):
                 dzb = dxw[b, t]
                 acc = dxw.dtype.type(0)
                 for j in range(H4):
                     acc += dzb[j] * w[j]
                 dh[b, k] = acc
-
 
 def lstm_forward(xw, w_hh, h0, c0):
     dtype = xw.dtype
