@@ -140,26 +140,28 @@ def report(table, curves, out_dir):
         budgets = sorted({b for _, b in finals})
         lead = [b for b in budgets if ("gpt", b) in finals and ("lstm", b) in finals]
         gaps = ", ".join(f"{b:g} s: {finals[('lstm', b)] - finals[('gpt', b)]:+.3f}" for b in lead)
-        first_gpt = next((b for b in lead if finals[("gpt", b)] < finals[("lstm", b)]), None)
-        verdict = (f"the GPT is ahead from the {first_gpt:g} s budget on" if first_gpt is not None
-                   else "the LSTM is ahead at every budget tried")
+        ahead = {b: "gpt" if finals[("gpt", b)] < finals[("lstm", b)] else "lstm" for b in lead}
+        crossings = [f"the {ahead[b]} takes the lead between {a:g} s and {b:g} s" for a, b in zip(lead, lead[1:])
+                     if ahead[a] != ahead[b]]
+        verdict = ("; ".join(crossings) or f"the {ahead[lead[0]]} is ahead at every budget tried") if lead else ""
         print(f"{size}: LSTM val minus GPT val per budget ({gaps}); {verdict}")
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     colors = {"lstm": "tab:orange", "gpt": "tab:blue"}
     for (size, family, budget), evals in curves.items():
-        seconds, tokens, val = zip(*evals)
+        seconds, tokens, val = zip(*evals[1:])  # without step 0 (x = 0 has no place on a log axis)
         style = "-" if size == "small" else "--"
         label = f"{family} {size}, {budget:g} s"
-        axes[0].plot(seconds, val, style, marker="o", ms=3, color=colors[family], alpha=0.8, label=label)
-        axes[1].plot([t / 1e6 for t in tokens], val, style, marker="o", ms=3, color=colors[family], alpha=0.8)
+        for ax, x in ((axes[0], seconds), (axes[1], [t / 1e6 for t in tokens])):
+            ax.plot(x, val, style, color=colors[family], alpha=0.6, lw=1, label=label if ax is axes[0] else None)
+            ax.plot(x[-1], val[-1], "o" if size == "small" else "s", color=colors[family], ms=6)  # the run's end
     for ax, xlabel in zip(axes, ("training seconds (this machine)", "tokens seen (millions)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation loss (nats/char)")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("LSTM (ULMFiT's family) vs GPT at equal parameters and wall-clock budgets")
+    fig.suptitle("LSTM (ULMFiT's family) vs GPT at equal parameters and wall-clock budgets (marker: end of a run)")
     fig.savefig(out_dir / "lstm_vs_gpt.png", dpi=100)
     print(f"wrote {out_dir / 'lstm_vs_gpt.png'}")
 
