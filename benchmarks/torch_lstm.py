@@ -39,6 +39,13 @@ class TorchLSTMLM(nn.Module):
         logits = self.decoder(self.rnn(self.encoder(idx))[0])
         return logits, F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
+    def configure_optimizers(self, weight_decay, learning_rate, betas):
+        """AdamW decaying the 2-D weights only, as ours (gpt.model.configure_adamw); foreach: PyTorch's fastest."""
+        params = list(self.parameters())
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, foreach=True)
+
 
 def main(argv):
     kind, threads, rounds, per_round = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
@@ -53,10 +60,7 @@ def main(argv):
     from gpt.lstm import LSTMConfig, LSTMLM  # after torch: its OpenMP runtime has read the environment already
 
     model = TorchLSTMLM.from_ours(LSTMLM(LSTMConfig(**LSTM_CONFIG["config"]), seed=0))
-    params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    step = torch_step(model, torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), foreach=True))
+    step = torch_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
     idx, targets = make_batch("lstm")
     first_loss = step(idx, targets)
     step(idx, targets)  # warm-up
