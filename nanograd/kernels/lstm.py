@@ -3,11 +3,11 @@
 Same arguments and results as the NumPy references; the difference is where the time loop runs. The
 reference loops over time steps in Python and calls NumPy several times per step; here the whole loop
 over T steps is one call, so a step costs no Python at all. Each step is two parallel loops:
-  forward:  z = xw[:, t] + h @ w_hh^T   (a loop over the 4H gate rows, each row of w_hh read once and
-                                        dotted with every sequence's h: the row stays in L1 across B)
+  forward:  z = xw[:, t] + h @ w_hh^T   (a loop over pairs of the 4H gate rows, each row of w_hh read once
+                                        and dotted with every sequence's h, four sequences at a time)
             gates and the new c, h       (a loop over sequences, vectorized over the H units)
   backward: the gate gradients dz[:, t]  (a loop over sequences, vectorized over units)
-            dh = dz[:, t] @ w_hh        (a loop over the H columns of w_hh, through its transpose)
+            dh = dz[:, t] @ w_hh        (a loop over pairs of the H columns of w_hh, through its transpose)
 The matrix products are numba loops, not BLAS (numba reaches BLAS only through SciPy, which the engine
 does not depend on); at these sizes (a few sequences times a 4H x H matrix) a BLAS call per step would not
 be faster than the loop. The input projection (for all steps) and dw_hh (over all steps) are each one
@@ -27,29 +27,38 @@ def _forward_loop(xw, w_hh, h, c, states, gates, z):
     """Run the T steps. h, c (B, H) hold h0, c0 on entry and are updated in place; z (B, 4H) is scratch."""
     B, T, H4 = xw.shape
     H = H4 // 4
-    one, two = xw.dtype.type(1), xw.dtype.type(2)
+    zero, one, two = xw.dtype.type(0), xw.dtype.type(1), xw.dtype.type(2)
     for t in range(T):
-        for j in prange(H4):  # z[:, j] = xw[:, t, j] + h . w_hh[j], for every sequence b
-            w = w_hh[j]
+        for jj in prange(H4 // 2):  # z[:, j] = xw[:, t, j] + h . w_hh[j], for two gate rows j and every b
+            j = 2 * jj
+            w, v = w_hh[j], w_hh[j + 1]
             b = 0
-            while b + 4 <= B:  # four sequences at a time: each load of w[k] feeds four multiply-adds
+            while b + 4 <= B:  # a 4 x 2 block: each load of h or w feeds two or four multiply-adds
                 h0, h1, h2, h3 = h[b], h[b + 1], h[b + 2], h[b + 3]
-                a0 = a1 = a2 = a3 = xw.dtype.type(0)
+                a0 = a1 = a2 = a3 = e0 = e1 = e2 = e3 = zero
                 for k in range(H):
-                    wk = w[k]
-                    a0 += h0[k] * wk
-                    a1 += h1[k] * wk
-                    a2 += h2[k] * wk
-                    a3 += h3[k] * wk
-                z[b, j], z[b + 1, j] = xw[b, t, j] + a0, xw[b + 1, t, j] + a1
-                z[b + 2, j], z[b + 3, j] = xw[b + 2, t, j] + a2, xw[b + 3, t, j] + a3
+                    wk, vk, x0, x1, x2, x3 = w[k], v[k], h0[k], h1[k], h2[k], h3[k]
+                    a0 += x0 * wk
+                    a1 += x1 * wk
+                    a2 += x2 * wk
+                    a3 += x3 * wk
+                    e0 += x0 * vk
+                    e1 += x1 * vk
+                    e2 += x2 * vk
+                    e3 += x3 * vk
+                z[b, j], z[b + 1, j], z[b + 2, j], z[b + 3, j] = a0, a1, a2, a3
+                z[b, j + 1], z[b + 1, j + 1], z[b + 2, j + 1], z[b + 3, j + 1] = e0, e1, e2, e3
                 b += 4
             for b in range(b, B):
                 hb = h[b]
-                acc = xw.dtype.type(0)
+                a0 = e0 = zero
                 for k in range(H):
-                    acc += hb[k] * w[k]
-                z[b, j] = xw[b, t, j] + acc
+                    a0 += hb[k] * w[k]
+                    e0 += hb[k] * v[k]
+                z[b, j], z[b, j + 1] = a0, e0
+            for b in range(B):
+                z[b, j] += xw[b, t, j]
+                z[b, j + 1] += xw[b, t, j + 1]
         for b in prange(B):
             zi, zf, zg, zo = z[b, 0:H], z[b, H:2 * H], z[b, 2 * H:3 * H], z[b, 3 * H:H4]
             gb = gates[b, t]
@@ -71,7 +80,7 @@ def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc):
     """Run the T steps backward. dh, dc (B, H) are zero on entry and hold dh0, dc0 on exit; w_hh_t (H, 4H)."""
     B, T, H4 = dxw.shape
     H = H4 // 4
-    one, two = dxw.dtype.type(1), dxw.dtype.type(2)
+    zero, one, two = dxw.dtype.type(0), dxw.dtype.type(1), dxw.dtype.type(2)
     for t in range(T - 1, -1, -1):
         for b in prange(B):
             c_prev = c0[b] if t == 0 else states[1, b, t - 1]
@@ -90,26 +99,34 @@ def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc):
                 dg[u] = dcu * i * (one - g * g)
                 do[u] = dhu * tc * o * (one - o)
                 dcb[u] = dcu * f
-        for k in prange(H):  # dh[:, k] = dz[:, t] . w_hh[:, k], four sequences at a time as in the forward
-            w = w_hh_t[k]
+        for kk in prange((H + 1) // 2):  # dh[:, k] = dz[:, t] . w_hh[:, k], two columns at a time as in forward
+            k = 2 * kk
+            k2 = k + 1 if k + 1 < H else k  # an odd H computes its last column twice
+            w, v = w_hh_t[k], w_hh_t[k2]
             b = 0
             while b + 4 <= B:
                 d0, d1, d2, d3 = dxw[b, t], dxw[b + 1, t], dxw[b + 2, t], dxw[b + 3, t]
-                a0 = a1 = a2 = a3 = dxw.dtype.type(0)
+                a0 = a1 = a2 = a3 = e0 = e1 = e2 = e3 = zero
                 for j in range(H4):
-                    wj = w[j]
-                    a0 += d0[j] * wj
-                    a1 += d1[j] * wj
-                    a2 += d2[j] * wj
-                    a3 += d3[j] * wj
+                    wj, vj, x0, x1, x2, x3 = w[j], v[j], d0[j], d1[j], d2[j], d3[j]
+                    a0 += x0 * wj
+                    a1 += x1 * wj
+                    a2 += x2 * wj
+                    a3 += x3 * wj
+                    e0 += x0 * vj
+                    e1 += x1 * vj
+                    e2 += x2 * vj
+                    e3 += x3 * vj
                 dh[b, k], dh[b + 1, k], dh[b + 2, k], dh[b + 3, k] = a0, a1, a2, a3
+                dh[b, k2], dh[b + 1, k2], dh[b + 2, k2], dh[b + 3, k2] = e0, e1, e2, e3
                 b += 4
             for b in range(b, B):
                 dzb = dxw[b, t]
-                acc = dxw.dtype.type(0)
+                a0 = e0 = zero
                 for j in range(H4):
-                    acc += dzb[j] * w[j]
-                dh[b, k] = acc
+                    a0 += dzb[j] * w[j]
+                    e0 += dzb[j] * v[j]
+                dh[b, k], dh[b, k2] = a0, e0
 
 def lstm_forward(xw, w_hh, h0, c0):
     dtype = xw.dtype
