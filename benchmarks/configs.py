@@ -11,12 +11,17 @@ CONFIGS = {
     "b": dict(config=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), batch_size=64),
     "bpe": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024), batch_size=16),
 }
+# The LSTM rows: the PyTorch anchor of the LSTM-vs-GPT comparison (2 layers, embedding 128, hidden 232;
+# 0.79 M parameters, as config a's GPT), trained at config a's batch and context.
+LSTM_CONFIG = dict(config=dict(n_layer=2, n_embd=128, n_hidden=232, block_size=64, vocab_size=65), batch_size=12)
 SAMPLE_TOKENS = 200
 
 
 def make_batch(name, seed=0):
-    """A fixed (idx, targets) batch of random ids for config `name`, each (batch_size, block_size)."""
-    config, batch_size = CONFIGS[name]["config"], CONFIGS[name]["batch_size"]
+    """A fixed (idx, targets) batch of random ids for config `name` ("lstm": LSTM_CONFIG), each (batch_size,
+    block_size)."""
+    spec = LSTM_CONFIG if name == "lstm" else CONFIGS[name]
+    config, batch_size = spec["config"], spec["batch_size"]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, config["vocab_size"], (batch_size, config["block_size"]))
     return idx, np.roll(idx, -1, axis=1)

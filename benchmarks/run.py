@@ -5,7 +5,8 @@
 Groups: training (train steps, KV-cache sampling, peak memory; PyTorch as the peer), kernels (each
 numba kernel against its NumPy twin, matmul against BLAS), tokenizer (training time and encode/decode
 speed; tiktoken and Hugging Face tokenizers as peers), scaleout (data-parallel training over MPI, N ranks x
-1 thread against 1 process x N threads, N = --threads; needs `pip install -e ".[mpi]"`). Peers are optional
+1 thread against 1 process x N threads, N = --threads; needs `pip install -e ".[mpi]"`), lstm (a training step of
+the LSTM language model against PyTorch's nn.LSTM on the same weights). Peers are optional
 (`pip install -e ".[bench]"`): without them a row prints ours alone. The ratio column always reads "higher is
 better for us".
 """
@@ -16,7 +17,7 @@ import platform
 import sys
 import time
 
-GROUPS = ("training", "kernels", "tokenizer", "scaleout")
+GROUPS = ("training", "kernels", "tokenizer", "scaleout", "lstm")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 

@@ -1,6 +1,8 @@
 """The PyTorch twin of the main job: `examples/train_shakespeare.py`'s default run, step for step.
 
-    python -m benchmarks.torch_shakespeare PATH [THREADS]      # PATH: e.g. tinyshakespeare.txt; 2 threads
+    python -m benchmarks.torch_shakespeare PATH [THREADS] [gpt|lstm]   # PATH: e.g. tinyshakespeare.txt; 2 threads
+
+`lstm`: the twin of `--model lstm` instead (benchmarks.torch_lstm.TorchLSTMLM, from our LSTMLM with seed 1337).
 
 Same character tokenizer and splits (gpt.data), the same initial weights (our GPT with seed 1337, copied into
 benchmarks.torch_gpt.TorchGPT), the same batches and evaluation batches from the same generators, the same
@@ -16,9 +18,10 @@ import torch  # first: its OpenMP runtime reads the environment before anything 
 import numpy as np
 
 from benchmarks.torch_gpt import TorchGPT, torch_step
+from benchmarks.torch_lstm import TorchLSTMLM
 
 
-def main(path, threads=2):
+def main(path, threads=2, family="gpt"):
     torch.set_num_threads(threads)
     from gpt import GPT, GPTConfig, data, train
     from nanograd import optim
@@ -29,9 +32,15 @@ def main(path, threads=2):
     c = train.TrainConfig()
     start = time.perf_counter()
     tokens = data.prepare(path, c.tokenizer)
-    config = GPTConfig(block_size=c.block_size, vocab_size=tokens.tokenizer.vocab_size, n_layer=c.n_layer,
-                       n_head=c.n_head, n_embd=c.n_embd)
-    model = TorchGPT.from_ours(GPT(config, seed=c.seed))
+    if family == "lstm":
+        from gpt.lstm import LSTMConfig, LSTMLM
+
+        config = LSTMConfig(block_size=c.block_size, vocab_size=tokens.tokenizer.vocab_size)
+        model = TorchLSTMLM.from_ours(LSTMLM(config, seed=c.seed))
+    else:
+        config = GPTConfig(block_size=c.block_size, vocab_size=tokens.tokenizer.vocab_size, n_layer=c.n_layer,
+                           n_head=c.n_head, n_embd=c.n_embd)
+        model = TorchGPT.from_ours(GPT(config, seed=c.seed))
     opt = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
     step = torch_step(model, opt)
     rng, eval_rng = np.random.default_rng(c.seed), np.random.default_rng([c.seed, 1])
@@ -59,6 +68,6 @@ def main(path, threads=2):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4) or sys.argv[3:] not in ([], ["gpt"], ["lstm"]):
         raise SystemExit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 2)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) >= 3 else 2, *sys.argv[3:])

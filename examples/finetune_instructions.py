@@ -138,7 +138,7 @@ def report(correct, test, rng):
             rows.append(dict(row=name, n=int(sel.sum()), method=method, accuracy=values.mean(), low=low, high=high))
             cells.append(f"{values.mean():.3f} [{low:.2f}, {high:.2f}]")
         print(f"{name:20s}{int(sel.sum()):5d}  " + "".join(f"{c:>24s}" for c in cells))
-    print(f"\npaired differences (95% interval):")
+    print("\npaired differences (95% interval):")
     print(f"{'family':20s}" + "".join(f"{c:>30s}" for c in comparisons))
     for name, sel in selections:
         cells = []

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from gpt.files import previous_dir, replace_dir_atomic
-from gpt.model import GPTConfig
+from gpt import models
 from gpt.safetensors_header import SafetensorsFileError, check_safetensors
 
 NUMPY_FLOATS = ("F16", "F32", "F64")
@@ -57,11 +57,12 @@ class Checkpoint:
     tokenizer_path: Path = None  # set by load_checkpoint when the directory holds a tokenizer
     path: Path = None  # the directory it was loaded from
 
-    def gpt_config(self):
-        """The GPTConfig of the stored model, checked against the stored weights before anyone builds it."""
+    def model_config(self):
+        """The config of the stored model (a GPTConfig or an LSTMConfig, see gpt/models.py), checked against
+        the stored weights before anyone builds it."""
         source = self.path / "config.json" if self.path else "config.json"
         try:
-            config = GPTConfig(**self.config)
+            config = models.config_from_dict(self.config)
             config.check_weight_shapes({k.removeprefix("transformer."): v.shape for k, v in self.model.items()})
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: not the configuration of these weights ({e})") from None

@@ -44,6 +44,11 @@ class KVCache:
     def length(self):
         return self.layers[0].length
 
+    @property
+    def full(self):
+        """Whether the window of block_size positions is full (the next token needs a new window)."""
+        return self.length >= self.layers[0].k.shape[2]
+
     def clear(self):
         for layer in self.layers:
             layer.length = 0
@@ -107,13 +112,14 @@ def generate_stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top
     Each step conditions on the last block_size tokens. While the window has room a step costs one position.
     Once the cache holds block_size positions the window slides, every position embedding shifts, and the
     cache is rebuilt from the last block_size tokens (the same result as cropping the context, as nanoGPT
-    does). Dropout is off while generating; the model's mode is restored after."""
+    does). A recurrent model's state never fills: each step costs one position. Dropout is off while
+    generating; the model's mode is restored after."""
     context = model._check_ids(idx)
     if context.shape[1] == 0:
         raise ValueError("generate needs at least one token of context")
     block_size = model.config.block_size
     rng = np.random.default_rng(seed)
-    cache = KVCache(model.config, context.shape[0], model.transformer.wte.weight.dtype)
+    cache = model.new_cache(context.shape[0])  # a KVCache for the GPT, each layer's (h, c) for an LSTM
     was_training = model.training
     model.eval()
     try:
@@ -124,7 +130,7 @@ def generate_stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top
             if step + 1 == max_new_tokens:
                 break
             context = np.concatenate([context[:, -block_size:], token[:, None]], axis=1)
-            if cache.length < block_size:
+            if not cache.full:
                 logits = next_logits(model, context[:, -1:], cache)
             else:
                 cache.clear()

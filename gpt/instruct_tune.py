@@ -19,7 +19,7 @@ from tqdm import tqdm
 import tokenizer
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.instruct import IGNORE, InstructVocab, collate, grow_token_embeddings
-from gpt.model import GPT
+from gpt.model import GPT, GPTConfig
 from nanograd import no_grad, optim
 
 
@@ -101,7 +101,10 @@ def load_instruct_model(path):
     if ckpt.tokenizer_path is None:
         raise ValueError(f"checkpoint {path} holds no tokenizer, so its ids cannot be turned into text")
     tok = tokenizer.load(ckpt.tokenizer_path)
-    model = GPT(ckpt.gpt_config())
+    config = ckpt.model_config()
+    if not isinstance(config, GPTConfig):
+        raise ValueError(f"checkpoint {path} holds a {type(config).__name__} model; instruction tuning needs a GPT")
+    model = GPT(config)
     model.load_state_dict(ckpt.model)
     info = ckpt.extra.get("instruct")
     if info is None:

@@ -49,6 +49,37 @@ class GPTConfig:
             raise ValueError(f"the config has n_layer {self.n_layer}, the weights hold blocks {sorted(blocks)[:10]}")
 
 
+def check_ids(idx, vocab_size, name="idx"):
+    """idx as a 2-D integer array (B, T) of ids in [0, vocab_size), or a ValueError naming the first bad one."""
+    idx = np.asarray(idx)
+    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"{name} must be a 2-D integer array (B, T), got {idx.dtype} of shape {idx.shape}")
+    bad = np.argwhere((idx < 0) | (idx >= vocab_size))
+    if len(bad):
+        where = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name}[{where}] = {int(idx[where])} is outside the vocabulary [0, {vocab_size})")
+    return idx
+
+
+def check_targets(targets, idx, vocab_size):
+    """targets (B, T) as an array: next ids in [0, vocab_size), or -1 where a position is ignored."""
+    targets = np.asarray(targets)
+    if targets.shape != idx.shape:
+        raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
+    if targets.size and (targets.min() < -1 or targets.max() >= vocab_size):
+        raise ValueError(f"targets must be ids in [0, {vocab_size}) or -1 (ignored)")
+    return targets
+
+
+def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):
+    """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, rng):
         self.n_head = config.n_head
@@ -143,16 +174,7 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.data.size if non_embedding else n
 
     def _check_ids(self, idx, name="idx"):
-        idx = np.asarray(idx)
-        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"{name} must be a 2-D integer array (B, T), got {idx.dtype} of shape {idx.shape}")
-        bad = np.argwhere((idx < 0) | (idx >= self.config.vocab_size))
-        if len(bad):
-            where = tuple(int(i) for i in bad[0])
-            raise ValueError(
-                f"{name}[{where}] = {int(idx[where])} is outside the vocabulary [0, {self.config.vocab_size})"
-            )
-        return idx
+        return check_ids(idx, self.config.vocab_size, name)
 
     def _check_length(self, length):
         if length > self.config.block_size:
@@ -186,11 +208,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, vocab_size), or (B, 1, vocab_size) with a cache
         if targets is None:
             return logits, None
-        targets = np.asarray(targets)
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
-        if targets.size and (targets.min() < -1 or targets.max() >= self.config.vocab_size):
-            raise ValueError(f"targets must be ids in [0, {self.config.vocab_size}) or -1 (ignored)")
+        targets = check_targets(targets, idx, self.config.vocab_size)
         return logits, F.cross_entropy(logits, targets, ignore_index=-1)
 
     def hidden_states(self, idx):
@@ -211,13 +229,11 @@ class GPT(nn.Module):
         save_pretrained(self, path, tokenizer)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
-        """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
-        params = self.parameters()
-        groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+        return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
+
+    def new_cache(self, batch_size):
+        """An empty KV cache for generating batch_size sequences (see gpt/generate.py)."""
+        return gpt.generate.KVCache(self.config, batch_size, self.transformer.wte.weight.dtype)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
         """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids (see gpt/generate.py)."""

@@ -2,8 +2,8 @@
 
 A checkpoint records every setting of the run that wrote it. A resumed run takes each setting you did not
 give from there; each one you gave that differs is either
-- refused, if it would change what the checkpoint is: the architecture, the tokenizer, the data, the seed
-  (the saved weights, ids and random streams only mean something under them), or
+- refused, if it would change what the checkpoint is: the model family and its architecture, the tokenizer,
+  the data, the seed (the saved weights, ids and random streams only mean something under them), or
 - applied and reported, if it only changes how training goes on: steps, schedule, optimizer, batch,
   evaluation, dropout, sampling.
 
@@ -15,7 +15,8 @@ from gpt import corpus
 
 # Settings a resumed run cannot change.
 # The data is fixed too, but by its text, not its path (check_same_data): a moved file may be given.
-FIXED = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size", "seed")
+FIXED = ("model", "n_layer", "n_head", "n_embd", "n_hidden", "tie_weights", "block_size", "bias", "tokenizer",
+         "vocab_size", "seed")
 # Where this run writes and whether it shows progress: never compared.
 LOCAL = ("out_dir", "resume", "progress")
 
@@ -77,5 +78,7 @@ def given_flags(parser, argv, names):
 
 
 def given_by_default(config):
-    """For runs built in code: the settings that differ from TrainConfig's defaults count as given."""
-    return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != f.default}
+    """For runs built in code: the settings that differ from TrainConfig's defaults (for the same model family,
+    whose defaults differ: n_layer) count as given."""
+    defaults = type(config)(model=config.model)
+    return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(defaults, f.name)}

@@ -13,15 +13,15 @@ import nanograd
 import tokenizer
 from gpt.attention_maps import draw_prompt_attention
 from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt import models
 from gpt.generate import stream_text
-from gpt.model import GPT
 from gpt.pretrained import load_pretrained
 
 
 def load_model(ckpt_dir):
     """(model in eval mode, tokenizer) from a checkpoint directory written by the trainer."""
     ckpt = load_checkpoint(ckpt_dir)
-    model = GPT(ckpt.gpt_config())
+    model = models.build(ckpt.model_config())
     try:
         model.load_state_dict(ckpt.model)
     except (KeyError, ValueError) as e:

@@ -20,12 +20,9 @@ losses; rank 0 alone writes the log, checkpoints, plot and sample and shows prog
 own dropout stream, saved in the checkpoint, so a resumed run resumes on every rank.
 """
 import argparse
-import contextlib
 import dataclasses
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +32,12 @@ from tqdm import tqdm
 
 import nanograd
 from nanograd import no_grad, optim
-from gpt import data, distributed, resume
+from gpt import data, distributed, models, resume
 from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gpt.files import write_atomic
 from gpt.outdir_lock import OutDirLock
 from gpt.generate import stream_text
-from gpt.model import GPT, GPTConfig
+from gpt.interrupt import deferred_ctrl_c
 from gpt.report import TrainingLog, plot_losses
 
 
@@ -58,12 +55,20 @@ class TrainConfig:
     tokenizer: str = _option("char", "'char' or 'bpe'")
     vocab_size: int = _option(512, "vocabulary size of the bpe tokenizer")
     cache_dir: str = _option(None, "cache for corpora, tokenizers and token ids (default ~/.cache/nanograd-gpt)")
-    n_layer: int = _option(4, "transformer blocks")
+    model: str = _option("gpt", "'gpt' (a transformer) or 'lstm' (gpt/lstm.py; n_embd is its embedding width)")
+    n_layer: int = _option(None, "transformer blocks (default 4), or LSTM layers (default 2)")
     n_head: int = _option(4, "attention heads per block")
     n_embd: int = _option(128, "width of the residual stream")
     block_size: int = _option(64, "context length in tokens")
     dropout: float = _option(0.0, "dropout probability")
     bias: bool = _option(True, "biases in Linear and LayerNorm layers")
+    n_hidden: int = _option(232, "lstm: width of h and c")
+    embed_drop: float = _option(0.0, "lstm: drop whole tokens from the embedding table (AWD-LSTM)")
+    input_drop: float = _option(0.0, "lstm: locked dropout on the embeddings")
+    hidden_drop: float = _option(0.0, "lstm: locked dropout between layers")
+    output_drop: float = _option(0.0, "lstm: locked dropout on the last layer's output")
+    weight_drop: float = _option(0.0, "lstm: DropConnect on the hidden-to-hidden weights")
+    tie_weights: bool = _option(False, "lstm: the decoder reads the embedding table")
     batch_size: int = _option(12, "sequences per micro-batch, over all MPI ranks together")
     grad_accum: int = _option(1, "micro-batches averaged per step")
     max_iters: int = _option(2000, "optimizer steps")
@@ -85,6 +90,8 @@ class TrainConfig:
     progress: bool = _option(True, "show a progress bar")
 
     def __post_init__(self):
+        if self.n_layer is None:
+            self.n_layer = 2 if self.model == "lstm" else 4
         for name in ("batch_size", "grad_accum", "eval_interval", "eval_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -137,14 +144,15 @@ class Trainer:
         with self.world.main_first():  # rank 0 trains the tokenizer and caches the ids, the others read them
             if ckpt is None:
                 self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
-                names = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
-                vocab_size = self.data.tokenizer.vocab_size
-                model_config = GPTConfig(vocab_size=vocab_size, **{name: getattr(c, name) for name in names})
+                settings = dict(dataclasses.asdict(c), vocab_size=self.data.tokenizer.vocab_size)
+                model_config = models.new_config(c.model, settings)
             else:  # the checkpoint decides the architecture and the tokenizer
                 text = resume.load_same_text(ckpt, c.data, c.cache_dir, self.ckpt_dir)
                 self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path, text=text)
-                model_config = dataclasses.replace(ckpt.gpt_config(), dropout=c.dropout)
-        self.model = GPT(model_config, seed=c.seed)
+                saved = ckpt.model_config()  # its dropout settings may change (gpt/resume.py reports them)
+                drops = {f.name: getattr(c, f.name) for f in dataclasses.fields(saved) if "drop" in f.name}
+                model_config = dataclasses.replace(saved, **drops)
+        self.model = models.build(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
         # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
@@ -156,7 +164,7 @@ class Trainer:
         # Evaluation batches are drawn once, from their own generator, so every evaluation compares the
         # same text and never disturbs the training batches.
         eval_rng = np.random.default_rng([c.seed, 1])
-        block = model_config.block_size
+        block = self.model.config.block_size
         self.eval_batches = {
             split: [self._local(data.get_batch(ids, c.batch_size, block, eval_rng)) for _ in range(c.eval_iters)]
             for split, ids in (("train", self.data.train), ("val", self.data.val))
@@ -207,7 +215,7 @@ class Trainer:
             rng["nanograd_ranks"] = dropout_states
         ckpt = Checkpoint(
             model=self.model.state_dict(),
-            config=dataclasses.asdict(self.model.config),
+            config=models.config_to_dict(self.model.config),
             step=self.step,
             optimizer=self.optimizer.state_dict(),
             rng=rng,
@@ -286,7 +294,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         interrupted, text = False, ""
         with self.lock:
-            with bar, _deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
+            with bar, deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
                 while self.step < c.max_iters and not interrupted:
                     if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
                         self._evaluate_and_save(bar)
@@ -318,30 +326,6 @@ class Trainer:
                                    c.temperature, c.top_k, seed=c.seed))
         write_atomic(self.out_dir / "sample.txt", text.encode("utf-8"))
         return text
-
-
-@contextlib.contextmanager
-def _deferred_ctrl_c(announce=True):
-    """Turn the first Ctrl-C into a flag the loop checks between steps, so a checkpoint is never taken in the
-    middle of an update; a second Ctrl-C interrupts at once. Only the main thread can own signals. mpirun
-    passes Ctrl-C to every rank; only one (`announce`) says so."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-        if announce:
-            print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def build_arg_parser(description=__doc__):

@@ -1,9 +1,10 @@
 """nanograd: a tensor autograd engine on NumPy, with numba kernels for the hot paths.
 
 Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (transpose, indexing, cat, ...),
-functional.py (softmax, layer norm, attention, ...: each op's forward and backward in NumPy), nn.py,
-optim.py, gradcheck.py, draw.py; kernels/ last, if at all. Importing nanograd has no effect outside it;
-programs that train call `tune_process()` (process.py) for process-wide settings.
+functional.py (softmax, layer norm, attention, ...: each op's forward and backward in NumPy), recurrent.py
+(the LSTM recurrence and its backprop through time), nn.py, optim.py, gradcheck.py, draw.py; kernels/ last,
+if at all. Importing nanograd has no effect outside it; programs that train call `tune_process()`
+(process.py) for process-wide settings.
 """
 from . import movement  # noqa: F401  (makes transpose, indexing and masked_fill Tensor methods)
 from .draw import draw, trace

@@ -154,6 +154,11 @@ def gelu(x: Tensor) -> Tensor:
     return Tensor._op(gelu_forward(x.data), (x,), lambda g: (gelu_backward(x.data, g),), "gelu")
 
 
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)), elementwise (the same op as x.sigmoid(): its backward is g * y * (1 - y))."""
+    return x.sigmoid()
+
+
 # ---- layer norm: x, y, dy, dx (..., C); weight, bias (C,); mean, rstd (...,) ----------------------
 
 @fast_kernel(kernels.layer_norm.layer_norm_forward)

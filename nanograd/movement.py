@@ -9,7 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import IndexedGrad, Tensor, check_axis
+from .tensor import Tensor, check_axis
+
+
+class IndexedGrad:
+    """The gradient of x[index] alone, from indexing's backward: `_accumulate` adds it into that part of x's
+    gradient, rather than take a zero-filled array of x's size per index (gpt/model.py unpacks q, k, v)."""
+
+    def __init__(self, index, grad):
+        self.index, self.grad = index, grad
+
+    def add_into(self, target: np.ndarray) -> None:
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        if any(isinstance(p, (np.ndarray, list)) for p in parts):
+            np.add.at(target, self.index, self.grad)  # an index array may name a position twice: add each
+        else:
+            target[self.index] += self.grad
 
 
 def transpose(x: Tensor, *axes) -> Tensor:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
+from .movement import stack
+from .recurrent import lstm_recurrence
 from .tensor import Tensor
 
 
@@ -200,3 +202,63 @@ class Dropout(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)
+
+
+class LSTM(Module):
+    """A stack of LSTM layers, shaped as torch.nn.LSTM: the same arguments, parameter names and shapes
+    (weight_ih_l{k} (4H, in), weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,); gates in the order
+    i, f, g, o) and initialisation (every parameter uniform in +-1/sqrt(H)), so state_dict() keys are torch's.
+
+        out, (h_n, c_n) = lstm(x)  or  lstm(x, (h_0, c_0))
+    x (B, T, input_size) (batch_first=True, the default here; (T, B, input_size) with False), out
+    (B, T, hidden_size), h_n, c_n (num_layers, B, hidden_size). `dropout` between layers as in torch;
+    `weight_drop` (not in torch) is AWD-LSTM's DropConnect: in training, one dropout mask on each
+    weight_hh for the whole batch, so every time step of the batch sees the same dropped connections.
+    The recurrence itself is nanograd/recurrent.py."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = True, dropout: float = 0.0, weight_drop: float = 0.0, dtype=np.float32,
+                 rng=None):
+        for name, p in (("dropout", dropout), ("weight_drop", weight_drop)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"LSTM {name} must be in [0, 1), got {p}")
+        rng = _rng(rng)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout, self.weight_drop = bias, batch_first, dropout, weight_drop
+        bound, H = 1.0 / np.sqrt(hidden_size), hidden_size
+        for k in range(num_layers):
+            n_in = input_size if k == 0 else H
+            setattr(self, f"weight_ih_l{k}", Parameter(_uniform(rng, bound, (4 * H, n_in), dtype)))
+            setattr(self, f"weight_hh_l{k}", Parameter(_uniform(rng, bound, (4 * H, H), dtype)))
+            if bias:
+                setattr(self, f"bias_ih_l{k}", Parameter(_uniform(rng, bound, 4 * H, dtype)))
+                setattr(self, f"bias_hh_l{k}", Parameter(_uniform(rng, bound, 4 * H, dtype)))
+
+    def forward(self, x: Tensor, state=None):
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"LSTM: input of shape {x.shape} does not match input_size {self.input_size} "
+                             f"(expected a 3-D {'(B, T, C)' if self.batch_first else '(T, B, C)'} tensor)")
+        if not self.batch_first:
+            x = x.transpose(1, 0, 2)  # (B, T, C)
+        L, B, H = self.num_layers, x.shape[0], self.hidden_size
+        if state is None:
+            h0 = c0 = Tensor(np.zeros((L, B, H), x.dtype))
+        else:
+            h0, c0 = state
+            if h0.shape != (L, B, H) or c0.shape != (L, B, H):
+                raise ValueError(f"LSTM: h_0 {h0.shape} and c_0 {c0.shape} must both be (num_layers, B, "
+                                 f"hidden_size) = {(L, B, H)}")
+        h_n, c_n = [], []
+        for k in range(L):
+            w_hh = getattr(self, f"weight_hh_l{k}")
+            w_hh = F.dropout(w_hh, self.weight_drop, self.training)  # DropConnect: one mask for all steps
+            b = getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}") if self.bias else None
+            xw = F.linear(x, getattr(self, f"weight_ih_l{k}"), b)  # (B, T, 4H): the input's share, all steps at once
+            states = lstm_recurrence(xw, w_hh, h0[k], c0[k])  # (2, B, T, H): every h_t and c_t
+            x = states[0]  # (B, T, H)
+            h_n.append(x[:, -1])
+            c_n.append(states[1][:, -1])
+            if k < L - 1:
+                x = F.dropout(x, self.dropout, self.training)
+        out = x if self.batch_first else x.transpose(1, 0, 2)
+        return out, (stack(h_n), stack(c_n))

@@ -52,21 +52,6 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-class IndexedGrad:
-    """The gradient of x[index] alone, from indexing's backward: `_accumulate` adds it into that part of x's
-    gradient, rather than take a zero-filled array of x's size per index (gpt/model.py unpacks q, k, v)."""
-
-    def __init__(self, index, grad):
-        self.index, self.grad = index, grad
-
-    def add_into(self, target: np.ndarray) -> None:
-        parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if any(isinstance(p, (np.ndarray, list)) for p in parts):
-            np.add.at(target, self.index, self.grad)  # an index array may name a position twice: add each
-        else:
-            target[self.index] += self.grad
-
-
 def _as_array(value, dtype=None) -> np.ndarray:
     if type(value) is np.ndarray and dtype is None:  # the common case (every op's output), first
         return value
@@ -154,11 +139,12 @@ class Tensor:
     # --- backpropagation ----------------------------------------------------------------------
 
     def _accumulate(self, grad) -> None:
-        """Add `grad` (an array, summed back to our shape if broadcast, or an IndexedGrad) into self.grad.
+        """Add `grad` (an array, summed back to our shape if broadcast, or a gradient that adds itself into part
+        of ours: indexing's IndexedGrad, movement.py) into self.grad.
         An array handed in may be another node's too (`+` hands one to both inputs), so it is never written
         to: the first is kept as it is, and sums go into an array of our own. A leaf keeps a copy from the
         start: optimizers and clip_grad_norm_ scale leaf gradients in place."""
-        if isinstance(grad, IndexedGrad):
+        if hasattr(grad, "add_into"):
             if self.grad is None or not self._owns_grad:
                 self.grad = np.zeros_like(self.data) if self.grad is None else self.grad.copy()
                 self._owns_grad = True
@@ -389,6 +375,10 @@ class Tensor:
     def tanh(self):
         out = np.tanh(self.data)
         return Tensor._op(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
+
+    def sigmoid(self):
+        out = 0.5 * (1.0 + np.tanh(0.5 * self.data))  # = 1 / (1 + exp(-x)), with no exp to overflow
+        return Tensor._op(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
 
     def relu(self):
         a = self.data
