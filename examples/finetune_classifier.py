@@ -327,10 +327,10 @@ def run_curve(args, base_ckpt):
                for name, trunk_of in budgets.items()}
     records = []
     for seed in args.curve_seeds:
-        for k, fold in enumerate(folds):
-            pool, test = curve_passages(fold, max(args.label_counts), args.test_passages, args.passage_tokens,
-                                        play_tokens, seed, k)
-            for n in args.label_counts:
+        passages = [curve_passages(fold, max(args.label_counts), args.test_passages, args.passage_tokens,
+                                   play_tokens, seed, k) for k, fold in enumerate(folds)]
+        for n in args.label_counts:  # the fewest labels first: an interrupted run has the low end of the curve
+            for k, (pool, test) in enumerate(passages):
                 train, val = split_validation(pool[:n], np.random.default_rng([seed, k, 4, n]))
                 for method, trunk_of in [(SCRATCH, lambda k: base_trunk), *budgets.items()]:
                     point = curve_point(method, trunk_of(k), train, val, test, args, seed, k)
