@@ -30,8 +30,9 @@ held-out accuracy at each evaluation goes to learning_curves.png in --out-dir.
 one labelled pool and always the same test passages, and writes a table, label_curve.csv and label_curve.png
 (log x): accuracy and the gain over from-scratch with bootstrap intervals, and k, how many times more labels
 from-scratch needs to match fine-tuning. --more-pretraining N adds a second pretraining budget: per fold, the
-pretrained model trained N steps more on the unlabelled plays and that fold's training plays, with the
-language-model loss of each budget on the test plays beside the curve. Every trained classifier is cached.
+pretrained model trained N steps more on the unlabelled plays and that fold's training plays; --also-pretrain
+adds models pretrained for other step counts on the unlabelled plays. The language-model loss of each
+budget on the test plays is reported beside the curve. Every trained classifier is cached.
 
 Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
 """
@@ -318,6 +319,9 @@ def run_curve(args, base_ckpt):
     play_tokens = PlayTokens(tok)
     folds = make_folds(args.folds, np.random.default_rng(args.seed))  # one split of the plays for every seed
     budgets = {f"fine-tuned, {args.pretrain_iters} steps": lambda k: base_trunk}
+    for iters in args.also_pretrain:  # the same text, hence the same tokenizer and passages
+        trunk = load_model(pretrain(argparse.Namespace(**{**vars(args), "pretrain_iters": iters})))[0]
+        budgets[f"fine-tuned, {iters} steps"] = lambda k, trunk=trunk: trunk
     if args.more_pretraining:
         more = {k: load_model(pretrain_more(args, base_ckpt, fold))[0] for k, fold in enumerate(folds)}
         budgets[f"fine-tuned, +{args.more_pretraining} steps on the training folds"] = more.__getitem__
@@ -443,6 +447,8 @@ def build_arg_parser():
     g.add_argument("--label-counts", type=_counts, default=[10, 30, 100, 300, 1000],
                    help="labelled passages per fold, comma-separated (default 10,30,100,300,1000)")
     g.add_argument("--curve-seeds", type=_counts, default=[0, 1], help="seeds of passages and initialisations")
+    g.add_argument("--also-pretrain", type=_counts, default=[],
+                   help="also fine-tune models pretrained this many steps (comma-separated) on the unlabelled plays")
     g.add_argument("--more-pretraining", type=int, default=0,
                    help="also fine-tune a model pretrained this many steps more, per fold, on the unlabelled "
                         "and the fold's training plays (0: only the default pretraining)")
@@ -469,8 +475,8 @@ def parse_args(argv=None):
     if min(args.train_passages, *args.label_counts) < 2 * len(CLASSES):
         parser.error(f"--train-passages and --label-counts must be at least {2 * len(CLASSES)}: a few to train "
                      "on, a few to validate")
-    if args.more_pretraining < 0:
-        parser.error("--more-pretraining must be >= 0")
+    if args.more_pretraining < 0 or min(args.also_pretrain, default=1) < 1:
+        parser.error("--more-pretraining must be >= 0 and --also-pretrain at least 1")
     if args.curve and args.pretrained:
         parser.error("--curve needs a model it can pretrain further: the default pretraining or --ckpt")
     return args
