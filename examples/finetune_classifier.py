@@ -61,7 +61,7 @@ from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
 from gpt.train import TrainConfig, Trainer  # noqa: E402
 from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_play, curve_passages, encodable,  # noqa: E402
-                          make_folds, matching_factor, play_text, sample_passages, split_validation,
+                          make_folds, play_text, sample_passages, split_validation, summarise_curve,
                           training_plays, unlabelled_plays)
 import nanograd  # noqa: E402
 
@@ -344,32 +344,6 @@ def run_curve(args, base_ckpt):
     return records, lm_loss
 
 
-def summarise_curve(records, counts, rng):
-    """One row per (method, n): accuracy over every seed's and fold's test passages with its bootstrap
-    interval over plays, the paired gain over from-scratch with its interval, and k (matching_factor)."""
-    def pooled(method, n):
-        chosen = sorted((r for r in records if r["method"] == method and r["n"] == n),
-                        key=lambda r: (r["seed"], r["fold"]))
-        return (np.concatenate([r["plays"] for r in chosen]),
-                np.concatenate([r["correct"] for r in chosen]).astype(float))
-
-    methods = list(dict.fromkeys(r["method"] for r in records))
-    scratch_curve = [pooled(SCRATCH, n)[1].mean() for n in counts]
-    rows = []
-    for method in methods:
-        for n in counts:
-            plays, correct = pooled(method, n)
-            row = {"method": method, "n": n, "test_passages": len(correct), "accuracy": correct.mean()}
-            row["ci_low"], row["ci_high"] = bootstrap_by_play(plays, correct, rng)
-            if method != SCRATCH:
-                gain = correct - pooled(SCRATCH, n)[1]  # the same test passages, in the same order
-                row["gain"] = gain.mean()
-                row["gain_low"], row["gain_high"] = bootstrap_by_play(plays, gain, rng)
-                row["k"], row["k_bound"] = matching_factor(n, correct.mean(), counts, scratch_curve)
-            rows.append(row)
-    return rows
-
-
 def format_curve_table(rows):
     lines = [f"{'method':>52} {'labels':>6} {'accuracy (95% CI)':>20} {'gain over scratch (95% CI)':>28}  k"]
     for r in rows:
@@ -508,7 +482,7 @@ def run(args):
     out_dir = Path(args.out_dir)
     if args.curve:
         records, lm_loss = run_curve(args, Path(ckpt))
-        rows = summarise_curve(records, args.label_counts, np.random.default_rng(args.seed))
+        rows = summarise_curve(records, args.label_counts, SCRATCH, np.random.default_rng(args.seed))
         print(f"\nheld-out accuracy against labelled passages per fold ({len(args.curve_seeds)} seeds x "
               f"{args.folds} folds, {args.test_passages} test passages per fold; chance {1 / len(CLASSES):.3f})")
         print(format_curve_table(rows))

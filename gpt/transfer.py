@@ -156,3 +156,32 @@ def matching_factor(n, accuracy, counts, baseline):
             log_n = np.log(counts[i - 1]) + t * (np.log(counts[i]) - np.log(counts[i - 1]))
             return float(np.exp(log_n)) / n, "="
     return counts[-1] / n, ">"
+
+
+def summarise_curve(records, counts, baseline, rng):
+    """Rows of a label-count curve from records {"method", "n", "seed", "fold", "plays", "correct"}, one per
+    classifier trained (correct: (n_test,) bools on its fold's test passages, in the same order for every
+    method). One row per (method, n): accuracy over every seed's and fold's test passages with its bootstrap
+    interval over plays; for methods other than `baseline`, the paired gain over it with its interval, and
+    k from matching_factor."""
+    def pooled(method, n):
+        chosen = sorted((r for r in records if r["method"] == method and r["n"] == n),
+                        key=lambda r: (r["seed"], r["fold"]))
+        return (np.concatenate([r["plays"] for r in chosen]),
+                np.concatenate([r["correct"] for r in chosen]).astype(float))
+
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    baseline_curve = [pooled(baseline, n)[1].mean() for n in counts]
+    rows = []
+    for method in methods:
+        for n in counts:
+            plays, correct = pooled(method, n)
+            row = {"method": method, "n": n, "test_passages": len(correct), "accuracy": correct.mean()}
+            row["ci_low"], row["ci_high"] = bootstrap_by_play(plays, correct, rng)
+            if method != baseline:
+                gain = correct - pooled(baseline, n)[1]  # the same test passages, in the same order
+                row["gain"] = gain.mean()
+                row["gain_low"], row["gain_high"] = bootstrap_by_play(plays, gain, rng)
+                row["k"], row["k_bound"] = matching_factor(n, correct.mean(), counts, baseline_curve)
+            rows.append(row)
+    return rows

@@ -195,3 +195,20 @@ def test_curve_smoke_run_is_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(example, "train_method", no_training)
     again = example.run(example.parse_args(argv))
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+
+
+def test_the_curve_summary_pairs_each_method_with_the_baseline_on_the_same_passages():
+    plays = np.repeat([f"p{i}" for i in range(10)], 4)  # 10 test plays, 4 passages each, one fold
+    def record(method, n, correct):
+        return {"method": method, "n": n, "seed": 0, "fold": 0, "plays": plays, "correct": np.asarray(correct)}
+    right = lambda fraction: np.arange(40) < round(40 * fraction)  # noqa: E731
+    records = [record("scratch", 10, right(0.4)), record("scratch", 100, right(0.6)),
+               record("tuned", 10, right(0.6)), record("tuned", 100, right(0.7))]
+    rows = transfer.summarise_curve(records, [10, 100], "scratch", np.random.default_rng(0))
+    tuned10 = rows[2]
+    assert (tuned10["method"], tuned10["n"]) == ("tuned", 10)
+    assert tuned10["accuracy"] == pytest.approx(0.6) and tuned10["gain"] == pytest.approx(0.2)
+    # the gain is right only where tuned is right and scratch is not: plays p4, p5 (all 8 passages)
+    assert tuned10["gain_low"] >= 0.0 and (tuned10["k"], tuned10["k_bound"]) == (pytest.approx(10.0), "=")
+    assert (rows[3]["k"], rows[3]["k_bound"]) == (pytest.approx(1.0), ">")
+    assert "gain" not in rows[0]
