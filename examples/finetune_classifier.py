@@ -37,6 +37,7 @@ budget on the test plays is reported beside the curve. Every trained classifier 
 Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
 """
 import argparse
+import csv
 import dataclasses
 import hashlib
 import io
@@ -357,11 +358,13 @@ def format_curve_table(rows):
 def write_curve_csv(rows, path):
     columns = ("method", "n", "test_passages", "accuracy", "ci_low", "ci_high", "gain", "gain_low", "gain_high",
                "k_bound", "k")
-    lines = [",".join(columns)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes the method names, which hold commas
+    writer.writerow(columns)
     for r in rows:
-        lines.append(",".join(f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns))
+        writer.writerow([f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c, "") for c in columns])
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 def plot_label_curve(rows, lm_loss, n_seeds, n_folds, path):

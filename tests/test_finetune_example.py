@@ -1,7 +1,7 @@
 """The fine-tuning example (examples/finetune_classifier.py) and the transfer protocol it uses (gpt/transfer.py):
 folds, statistics, cache keys, and smoke runs."""
+import csv
 import dataclasses
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -185,8 +185,10 @@ def test_curve_smoke_run_is_cached(tmp_path, monkeypatch):
     assert [(r["method"], r["n"]) for r in rows] == [(m, n) for m in ("from scratch", "fine-tuned, 20 steps")
                                                      for n in (6, 12)]
     assert all(0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1 for r in rows)
-    csv = (tmp_path / "label_curve.csv").read_text().splitlines()
-    assert csv[0].startswith("method,n,") and len(csv) == 1 + len(rows)
+    with open(tmp_path / "label_curve.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["method"], int(r["n"])) for r in table] == [(r["method"], r["n"]) for r in rows]
+    assert [float(r["accuracy"]) for r in table] == pytest.approx([r["accuracy"] for r in rows], abs=1e-4)
     assert (tmp_path / "label_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def no_training(*args, **kwargs):
