@@ -423,7 +423,9 @@ def build_arg_parser():
     g.add_argument("--curve", action="store_true", help="accuracy against the number of labelled passages")
     g.add_argument("--label-counts", type=_counts, default=[10, 30, 100, 300, 1000],
                    help="labelled passages per fold, comma-separated (default 10,30,100,300,1000)")
-    g.add_argument("--curve-seeds", type=_counts, default=[0, 1], help="seeds of passages and initialisations")
+    g.add_argument("--curve-seeds", type=_counts, default=[0, 1],
+                   help="seeds of the passages, batches and initialisations (the pretrained model and the folds come "
+                        "from --seed)")
     g.add_argument("--also-pretrain", type=_counts, default=[],
                    help="also fine-tune models pretrained this many steps (comma-separated) on the unlabelled plays")
     g.add_argument("--more-pretraining", type=int, default=0,
