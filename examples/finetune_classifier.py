@@ -43,7 +43,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.checkpoint import CheckpointError, load_checkpoint  # noqa: E402  (after the path set-up above)
+from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
 from gpt.corpus import cache_dir, text_digest  # noqa: E402
 from gpt.files import write_atomic  # noqa: E402
 from gpt.finetune import GPTClassifier, fit  # noqa: E402
@@ -122,8 +121,11 @@ def pretrain_more(args, base_ckpt, test_plays):
     text = encodable(text, load_model(base_ckpt)[1])  # the base model's tokenizer must read it all
     config = pretrain_config(args, args.pretrain_iters + args.more_pretraining)
     out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config, base=base_ckpt.parent.name)}"
-    if not (out / "ckpt").exists():  # start from the base model: its weights, optimizer state and step
-        shutil.copytree(base_ckpt, out / "ckpt")
+    if not (out / "ckpt").exists():  # start from the base model: its weights, optimizer state and step,
+        # continued on this text, which the copy records as its data (so the trainer's --resume accepts it)
+        ckpt = load_checkpoint(base_ckpt)
+        ckpt.extra["data_digest"] = text_digest(text)
+        save_checkpoint(out / "ckpt", ckpt, tokenizer_file=ckpt.tokenizer_path)
     return _train_cached(out, text, config, f"pretrained {args.more_pretraining} steps more on {len(text):,} "
                                               "characters (unlabelled and this fold's training plays)")
 

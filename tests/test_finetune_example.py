@@ -110,7 +110,14 @@ _KEYED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in examp
 
 
 def _changed(value):
-    return (not value) if isinstance(value, bool) else (value or 1) * 2 if isinstance(value, (int, float)) else f"{value}x"
+    """Another valid value of a setting: a probability or a rate stays within [0, 1) when it was there."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, float):
+        return value / 2 if value else 0.5
+    if isinstance(value, int):
+        return value * 2 if value else 1
+    return f"{value}x"
 
 
 @given(st.sampled_from(_KEYED))
