@@ -14,18 +14,10 @@ from gpt.checkpoint import load_checkpoint
 from gpt.generate import generate_stream, next_logits
 from gpt.lstm import LSTMConfig, LSTMLM
 from gpt.train import TrainConfig, Trainer
+from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
 REPO = Path(__file__).resolve().parent.parent
 AWD = dict(embed_drop=0.1, input_drop=0.2, hidden_drop=0.2, output_drop=0.3, weight_drop=0.3)
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["thou", "art", "the", "king", "of", "night", "and", "day", "ROMEO:", "JULIET:", "\n"]
-    path = tmp_path / "corpus.txt"
-    path.write_text(" ".join(rng.choice(words, 3000)), encoding="utf-8")
-    return path
 
 
 def _config(tmp_path, text_file, **overrides):
