@@ -13,8 +13,8 @@ determines the rest of the run (weights, optimizer moments, both random generato
 run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
 (gpt/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in gpt/resume.py.
 
-Data-parallel over MPI (`mpirun -n 2 python -m gpt.train ...`, see gpt/distributed.py): every rank draws the
-same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
+Data-parallel over MPI (`--ranks 2`, or `mpirun -n 2 python -m gpt.train ...`; gpt/distributed.py): every rank
+draws the same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
 the gradients before clipping. Evaluations are sharded the same way and averaged, so every rank knows the
 losses; rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each rank has its
 own dropout stream, saved in the checkpoint, so a resumed run resumes on every rank.
