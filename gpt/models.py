@@ -39,10 +39,5 @@ def build(config, seed=0):
     return MODELS[_name(config)][1](config, seed=seed)
 
 
-def from_config_dict(d, seed=0):
-    """A freshly initialised model of the family and configuration that config_to_dict wrote."""
-    return build(config_from_dict(d), seed=seed)
-
-
 def _name(config):
     return next(name for name, (config_class, _) in MODELS.items() if isinstance(config, config_class))

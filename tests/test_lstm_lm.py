@@ -73,7 +73,7 @@ def test_stateful_generation_equals_full_forwards():
 def test_model_factory_and_errors():
     config = models.new_config("lstm", dict(vocab_size=7, n_layer=1, n_head=4, n_hidden=5))
     assert config == LSTMConfig(vocab_size=7, n_layer=1, n_hidden=5)
-    model = models.from_config_dict(models.config_to_dict(config))
+    model = models.build(models.config_from_dict(models.config_to_dict(config)))
     assert isinstance(model, LSTMLM) and model.config == config
     assert "model" not in models.config_to_dict(models.new_config("gpt", dict(vocab_size=7)))  # GPT format unchanged
     with pytest.raises(ValueError, match="unknown model 'rnn'"):
