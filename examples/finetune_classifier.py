@@ -38,7 +38,6 @@ Measured figures, with the commands that give them, are in README.md ("Pretraine
 """
 import argparse
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -51,15 +50,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
+from gpt.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
 from gpt.corpus import cache_dir, text_digest  # noqa: E402
 from gpt.files import write_atomic  # noqa: E402
 from gpt.finetune import GPTClassifier, fit  # noqa: E402
 from gpt.model import GPT  # noqa: E402
+from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
-from gpt.train import TrainConfig, Trainer  # noqa: E402
+from gpt.train import TrainConfig  # noqa: E402
 from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_play, curve_passages, encodable,  # noqa: E402
                           make_folds, play_text, sample_passages, split_validation, summarise_curve,
                           training_plays, unlabelled_plays)
@@ -70,23 +70,6 @@ METHODS = ("fine-tuned", "from scratch")
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
             block_size=32, passage_tokens=32, folds=2, train_passages=30, test_passages=30, steps=12, batch_size=8,
             eval_every=6, unfreeze_every=3, label_counts=[6, 12], curve_seeds=[0])
-
-
-# Part of every cache key of a pretrained model (and of the curve's results, which depend on it). Bump it when a
-# change to the code makes the same settings produce different weights: the model, its initialisation, the
-# trainer, the tokenizer or the text conversion. Version 1 keys missed that: the README's first figures came
-# from a model pretrained before the initialisation was redrawn in float32, and later runs reused it.
-PRETRAIN_FORMAT_VERSION = 2
-# TrainConfig fields that do not change the trained weights: where things go, and how progress is shown.
-NOT_IN_KEY = ("out_dir", "data", "cache_dir", "resume", "progress")
-
-
-def pretrain_key(text, config, base=None):
-    """The cache key of a pretrained model: the format version, the text, every TrainConfig setting that
-    changes the weights, and the key of the model it continues from (if any)."""
-    settings = {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IN_KEY}
-    return text_digest(json.dumps({"version": PRETRAIN_FORMAT_VERSION, "settings": settings, "base": base,
-                                   "text": text_digest(text)}, sort_keys=True))
 
 
 def pretrain_config(args, iters):
@@ -108,7 +91,7 @@ def pretrain(args):
     text = unlabelled_text(args)
     config = pretrain_config(args, args.pretrain_iters)
     out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config)}"
-    return _train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
+    return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
                                               "of unlabelled plays")
 
 
@@ -126,27 +109,8 @@ def pretrain_more(args, base_ckpt, test_plays):
         ckpt = load_checkpoint(base_ckpt)
         ckpt.extra["data_digest"] = text_digest(text)
         save_checkpoint(out / "ckpt", ckpt, tokenizer_file=ckpt.tokenizer_path)
-    return _train_cached(out, text, config, f"pretrained {args.more_pretraining} steps more on {len(text):,} "
+    return train_cached(out, text, config, f"pretrained {args.more_pretraining} steps more on {len(text):,} "
                                               "characters (unlabelled and this fold's training plays)")
-
-
-def _train_cached(out, text, config, done_message):
-    """Train `config` on `text` in `out`, or return the checkpoint a run with the same key left there."""
-    try:
-        if load_checkpoint(out / "ckpt").step == config.max_iters:
-            print(f"pretrained model: {out / 'ckpt'} (cached)")
-            return out / "ckpt"
-        resume = True  # an interrupted pretraining continues where it stopped
-    except CheckpointError:
-        resume = False
-    out.mkdir(parents=True, exist_ok=True)
-    data_file = out / "pretraining-text.txt"
-    write_atomic(data_file, text.encode("utf-8"))
-    result = Trainer(dataclasses.replace(config, out_dir=str(out), data=str(data_file), resume=resume)).train()
-    if result.interrupted:
-        raise RuntimeError("pretraining was interrupted; run again to continue it")
-    print(f"{done_message}: val loss {result.val_loss:.3f} (cached in {out})")
-    return out / "ckpt"
 
 
 def train_method(method, pretrained_trunk, train, val, args, init_seed, batches, on_eval=None):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from gpt import transfer
+from gpt import pretrain_cache, transfer
 from gpt.model import GPT, GPTConfig
 from gpt.train import TrainConfig
 from tokenizer import CharTokenizer
@@ -106,7 +106,7 @@ def test_example_smoke_run(tmp_path):
 
 # --- cache keys: a cached pretrained model is reused only by a run that would train the same one ---
 
-_KEYED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in example.NOT_IN_KEY]
+_KEYED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in pretrain_cache.NOT_IN_KEY]
 
 
 def _changed(value):
@@ -124,28 +124,28 @@ def _changed(value):
 def test_every_training_setting_changes_the_pretraining_key(name):
     config = TrainConfig(max_iters=100, tokenizer="bpe")
     other = dataclasses.replace(config, **{name: _changed(getattr(config, name))})
-    assert example.pretrain_key("text", other) != example.pretrain_key("text", config)
+    assert pretrain_cache.pretrain_key("text", other) != pretrain_cache.pretrain_key("text", config)
 
 
 def test_the_pretraining_key_covers_text_version_and_base_but_not_where_things_go(monkeypatch):
     config = TrainConfig(max_iters=100)
-    key = example.pretrain_key("text", config)
-    assert example.pretrain_key("text!", config) != key
-    assert example.pretrain_key("text", config, base="finetune-pretrain-abc") != key
+    key = pretrain_cache.pretrain_key("text", config)
+    assert pretrain_cache.pretrain_key("text!", config) != key
+    assert pretrain_cache.pretrain_key("text", config, base="finetune-pretrain-abc") != key
     moved = dataclasses.replace(config, out_dir="elsewhere", data="other.txt", resume=True, progress=False)
-    assert example.pretrain_key("text", moved) == key  # where files go does not change the weights
-    monkeypatch.setattr(example, "PRETRAIN_FORMAT_VERSION", example.PRETRAIN_FORMAT_VERSION + 1)
-    assert example.pretrain_key("text", config) != key
+    assert pretrain_cache.pretrain_key("text", moved) == key  # where files go does not change the weights
+    monkeypatch.setattr(pretrain_cache, "PRETRAIN_FORMAT_VERSION", pretrain_cache.PRETRAIN_FORMAT_VERSION + 1)
+    assert pretrain_cache.pretrain_key("text", config) != key
 
 
 def test_initial_weights_are_pinned_to_the_pretraining_format_version():
     """The README's first figures came from a model pretrained before the initialisation was redrawn (in
     float32), which a later run reused because the cache key had not changed. This digest of a small GPT's
     initial weights fails when any change redraws them (new init code, a NumPy that changes its streams):
-    then bump PRETRAIN_FORMAT_VERSION in examples/finetune_classifier.py and update the digest here."""
+    then bump PRETRAIN_FORMAT_VERSION in gpt/pretrain_cache.py and update the digest here."""
     model = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=16), seed=0)
     pinned = {2: "0c8b341c2663b1ef"}  # PRETRAIN_FORMAT_VERSION -> digest (version 1 drew bba2647cfac7dac2)
-    assert example.weights_digest(model) == pinned[example.PRETRAIN_FORMAT_VERSION]
+    assert example.weights_digest(model) == pinned[pretrain_cache.PRETRAIN_FORMAT_VERSION]
 
 
 # --- the label-count curve's protocol ---
