@@ -2,131 +2,133 @@
 
 Same arguments and results as the NumPy references; the difference is where the time loop runs. The
 reference loops over time steps in Python and calls NumPy several times per step; here the whole loop
-over T steps is one call, so a step costs no Python at all. Each step is two parallel loops:
-  forward:  z = xw[:, t] + h @ w_hh^T   (a loop over pairs of the 4H gate rows, each row of w_hh read once
-                                        and dotted with every sequence's h, four sequences at a time)
-            gates and the new c, h       (a loop over sequences, vectorized over the H units)
-  backward: the gate gradients dz[:, t]  (a loop over sequences, vectorized over units)
-            dh = dz[:, t] @ w_hh        (a loop over pairs of the H columns of w_hh, through its transpose)
-The matrix products are numba loops, not BLAS (numba reaches BLAS only through SciPy, which the engine
-does not depend on); at these sizes (a few sequences times a 4H x H matrix) a BLAS call per step would not
-be faster than the loop. The input projection (for all steps) and dw_hh (over all steps) are each one
-BLAS product outside the loop, in the op (nanograd/recurrent.py).
+over T steps is one call, so a step costs no Python at all. Each step of a sequence is
+  forward:  z = xw[b, t] + h[b] @ w_hh^T, then the gates and the new c, h
+  backward: the gate gradients dz = dxw[b, t], then dh[b] = dz @ w_hh
+Sequences never exchange anything inside the loop, so the threads split the batch: each runs all T steps
+for its own rows, and the threads meet once per call instead of after every step (at the handful of
+sequences a step holds, a meeting per step costs about as much as the step's work).
+
+The products are `_rows_dot`, one loop for both directions: out[r, n] = a[r] . w[n], in blocks of four rows
+of a by two rows of w, so that each load of a or w feeds two or four multiply-adds. They are numba loops,
+not BLAS (numba reaches BLAS only through SciPy, which the engine does not depend on, and a BLAS call per
+step would cost more than these few rows of work). The input projection (for all steps) and dw_hh (over all
+steps) are each one BLAS product outside the loop, in the op (nanograd/recurrent.py).
 
 sigmoid(z) = 1 / (1 + exp(-z)) and tanh(c) = 2 sigmoid(2c) - 1 go through `fast_exp`, which vectorizes
 (math.tanh would be a scalar libm call per element).
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from .fastmath import FAST, fast_exp
 
 
+@njit(cache=True, error_model="numpy", fastmath=FAST)
+def _rows_dot(a, w, out):
+    """out[r, n] = a[r] . w[n] for a (R, K), w (N, K), out (R, N): the product a @ w^T, row by row."""
+    R, K = a.shape
+    N = w.shape[0]
+    zero = a.dtype.type(0)
+    for nn in range((N + 1) // 2):  # two rows of w at a time
+        n = 2 * nn
+        n2 = n + 1 if n + 1 < N else n  # an odd N computes its last row twice
+        w0, w1 = w[n], w[n2]
+        r = 0
+        while r + 4 <= R:  # a 4 x 2 block
+            x0, x1, x2, x3 = a[r], a[r + 1], a[r + 2], a[r + 3]
+            p0 = p1 = p2 = p3 = q0 = q1 = q2 = q3 = zero
+            for k in range(K):
+                u, v, y0, y1, y2, y3 = w0[k], w1[k], x0[k], x1[k], x2[k], x3[k]
+                p0 += y0 * u
+                p1 += y1 * u
+                p2 += y2 * u
+                p3 += y3 * u
+                q0 += y0 * v
+                q1 += y1 * v
+                q2 += y2 * v
+                q3 += y3 * v
+            out[r, n], out[r + 1, n], out[r + 2, n], out[r + 3, n] = p0, p1, p2, p3
+            out[r, n2], out[r + 1, n2], out[r + 2, n2], out[r + 3, n2] = q0, q1, q2, q3
+            r += 4
+        for r in range(r, R):  # the rows left over, one at a time
+            x0 = a[r]
+            p0 = q0 = zero
+            for k in range(K):
+                p0 += x0[k] * w0[k]
+                q0 += x0[k] * w1[k]
+            out[r, n], out[r, n2] = p0, q0
+
+
+def _chunks(B):
+    """How many groups of sequences the threads share out: one per thread, at most one per sequence."""
+    return max(1, min(B, get_num_threads()))
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
-def _forward_loop(xw, w_hh, h, c, states, gates, z):
-    """Run the T steps. h, c (B, H) hold h0, c0 on entry and are updated in place; z (B, 4H) is scratch."""
+def _forward_loop(xw, w_hh, h, c, states, gates, n_chunks):
+    """Run the T steps. h, c (B, H) hold h0, c0 on entry and are updated in place."""
     B, T, H4 = xw.shape
     H = H4 // 4
-    zero, one, two = xw.dtype.type(0), xw.dtype.type(1), xw.dtype.type(2)
-    for t in range(T):
-        for jj in prange(H4 // 2):  # z[:, j] = xw[:, t, j] + h . w_hh[j], for two gate rows j and every b
-            j = 2 * jj
-            w, v = w_hh[j], w_hh[j + 1]
-            b = 0
-            while b + 4 <= B:  # a 4 x 2 block: each load of h or w feeds two or four multiply-adds
-                h0, h1, h2, h3 = h[b], h[b + 1], h[b + 2], h[b + 3]
-                a0 = a1 = a2 = a3 = e0 = e1 = e2 = e3 = zero
-                for k in range(H):
-                    wk, vk, x0, x1, x2, x3 = w[k], v[k], h0[k], h1[k], h2[k], h3[k]
-                    a0 += x0 * wk
-                    a1 += x1 * wk
-                    a2 += x2 * wk
-                    a3 += x3 * wk
-                    e0 += x0 * vk
-                    e1 += x1 * vk
-                    e2 += x2 * vk
-                    e3 += x3 * vk
-                z[b, j], z[b + 1, j], z[b + 2, j], z[b + 3, j] = a0, a1, a2, a3
-                z[b, j + 1], z[b + 1, j + 1], z[b + 2, j + 1], z[b + 3, j + 1] = e0, e1, e2, e3
-                b += 4
-            for b in range(b, B):
-                hb = h[b]
-                a0 = e0 = zero
-                for k in range(H):
-                    a0 += hb[k] * w[k]
-                    e0 += hb[k] * v[k]
-                z[b, j], z[b, j + 1] = a0, e0
-            for b in range(B):
-                z[b, j] += xw[b, t, j]
-                z[b, j + 1] += xw[b, t, j + 1]
-        for b in prange(B):
-            zi, zf, zg, zo = z[b, 0:H], z[b, H:2 * H], z[b, 2 * H:3 * H], z[b, 3 * H:H4]
-            gb = gates[b, t]
-            gi, gf, gg, go = gb[0:H], gb[H:2 * H], gb[2 * H:3 * H], gb[3 * H:H4]
-            hb, cb, hs, cs = h[b], c[b], states[0, b, t], states[1, b, t]
-            for u in range(H):
-                i = one / (one + fast_exp(-zi[u]))
-                f = one / (one + fast_exp(-zf[u]))
-                g = two / (one + fast_exp(-two * zg[u])) - one
-                o = one / (one + fast_exp(-zo[u]))
-                cu = f * cb[u] + i * g
-                hu = o * (two / (one + fast_exp(-two * cu)) - one)
-                gi[u], gf[u], gg[u], go[u] = i, f, g, o
-                cb[u], hb[u], cs[u], hs[u] = cu, hu, cu, hu
+    one, two = xw.dtype.type(1), xw.dtype.type(2)
+    for chunk in prange(n_chunks):  # each thread runs every step for its own sequences b0..b1-1
+        b0, b1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        z = np.empty((b1 - b0, H4), xw.dtype)
+        for t in range(T):
+            _rows_dot(h[b0:b1], w_hh, z)  # z = h @ w_hh^T for these sequences
+            for r in range(b1 - b0):
+                b = b0 + r
+                zb, xb = z[r], xw[b, t]
+                for j in range(H4):
+                    zb[j] += xb[j]
+                zi, zf, zg, zo = zb[0:H], zb[H:2 * H], zb[2 * H:3 * H], zb[3 * H:H4]
+                gb = gates[b, t]
+                gi, gf, gg, go = gb[0:H], gb[H:2 * H], gb[2 * H:3 * H], gb[3 * H:H4]
+                hb, cb, hs, cs = h[b], c[b], states[0, b, t], states[1, b, t]
+                for u in range(H):
+                    i = one / (one + fast_exp(-zi[u]))
+                    f = one / (one + fast_exp(-zf[u]))
+                    g = two / (one + fast_exp(-two * zg[u])) - one
+                    o = one / (one + fast_exp(-zo[u]))
+                    cu = f * cb[u] + i * g
+                    hu = o * (two / (one + fast_exp(-two * cu)) - one)
+                    gi[u], gf[u], gg[u], go[u] = i, f, g, o
+                    cb[u], hb[u], cs[u], hs[u] = cu, hu, cu, hu
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
-def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc):
+def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc, n_chunks):
     """Run the T steps backward. dh, dc (B, H) are zero on entry and hold dh0, dc0 on exit; w_hh_t (H, 4H)."""
     B, T, H4 = dxw.shape
     H = H4 // 4
-    zero, one, two = dxw.dtype.type(0), dxw.dtype.type(1), dxw.dtype.type(2)
-    for t in range(T - 1, -1, -1):
-        for b in prange(B):
-            c_prev = c0[b] if t == 0 else states[1, b, t - 1]
-            gb, db = gates[b, t], dxw[b, t]
-            gi, gf, gg, go = gb[0:H], gb[H:2 * H], gb[2 * H:3 * H], gb[3 * H:H4]
-            di, df, dg, do = db[0:H], db[H:2 * H], db[2 * H:3 * H], db[3 * H:H4]
-            dhs, dcs, cs = dstates[0, b, t], dstates[1, b, t], states[1, b, t]
-            dhb, dcb = dh[b], dc[b]
-            for u in range(H):
-                i, f, g, o = gi[u], gf[u], gg[u], go[u]
-                tc = two / (one + fast_exp(-two * cs[u])) - one
-                dhu = dhs[u] + dhb[u]
-                dcu = dcs[u] + dcb[u] + dhu * o * (one - tc * tc)
-                di[u] = dcu * g * i * (one - i)
-                df[u] = dcu * c_prev[u] * f * (one - f)
-                dg[u] = dcu * i * (one - g * g)
-                do[u] = dhu * tc * o * (one - o)
-                dcb[u] = dcu * f
-        for kk in prange((H + 1) // 2):  # dh[:, k] = dz[:, t] . w_hh[:, k], two columns at a time as in forward
-            k = 2 * kk
-            k2 = k + 1 if k + 1 < H else k  # an odd H computes its last column twice
-            w, v = w_hh_t[k], w_hh_t[k2]
-            b = 0
-            while b + 4 <= B:
-                d0, d1, d2, d3 = dxw[b, t], dxw[b + 1, t], dxw[b + 2, t], dxw[b + 3, t]
-                a0 = a1 = a2 = a3 = e0 = e1 = e2 = e3 = zero
-                for j in range(H4):
-                    wj, vj, x0, x1, x2, x3 = w[j], v[j], d0[j], d1[j], d2[j], d3[j]
-                    a0 += x0 * wj
-                    a1 += x1 * wj
-                    a2 += x2 * wj
-                    a3 += x3 * wj
-                    e0 += x0 * vj
-                    e1 += x1 * vj
-                    e2 += x2 * vj
-                    e3 += x3 * vj
-                dh[b, k], dh[b + 1, k], dh[b + 2, k], dh[b + 3, k] = a0, a1, a2, a3
-                dh[b, k2], dh[b + 1, k2], dh[b + 2, k2], dh[b + 3, k2] = e0, e1, e2, e3
-                b += 4
-            for b in range(b, B):
-                dzb = dxw[b, t]
-                a0 = e0 = zero
-                for j in range(H4):
-                    a0 += dzb[j] * w[j]
-                    e0 += dzb[j] * v[j]
-                dh[b, k], dh[b, k2] = a0, e0
+    one, two = dxw.dtype.type(1), dxw.dtype.type(2)
+    for chunk in prange(n_chunks):  # each thread runs every step for its own sequences b0..b1-1
+        b0, b1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        dz = np.empty((b1 - b0, H4), dxw.dtype)
+        for t in range(T - 1, -1, -1):
+            for r in range(b1 - b0):
+                b = b0 + r
+                c_prev = c0[b] if t == 0 else states[1, b, t - 1]
+                gb, db = gates[b, t], dz[r]
+                gi, gf, gg, go = gb[0:H], gb[H:2 * H], gb[2 * H:3 * H], gb[3 * H:H4]
+                di, df, dg, do = db[0:H], db[H:2 * H], db[2 * H:3 * H], db[3 * H:H4]
+                dhs, dcs, cs = dstates[0, b, t], dstates[1, b, t], states[1, b, t]
+                dhb, dcb = dh[b], dc[b]
+                for u in range(H):
+                    i, f, g, o = gi[u], gf[u], gg[u], go[u]
+                    tc = two / (one + fast_exp(-two * cs[u])) - one
+                    dhu = dhs[u] + dhb[u]
+                    dcu = dcs[u] + dcb[u] + dhu * o * (one - tc * tc)
+                    di[u] = dcu * g * i * (one - i)
+                    df[u] = dcu * c_prev[u] * f * (one - f)
+                    dg[u] = dcu * i * (one - g * g)
+                    do[u] = dhu * tc * o * (one - o)
+                    dcb[u] = dcu * f
+                out = dxw[b, t]
+                for j in range(H4):  # a loop: numba's slice assignment is far slower
+                    out[j] = db[j]
+            _rows_dot(dz, w_hh_t, dh[b0:b1])  # dh = dz @ w_hh for these sequences, to step t - 1
+
 
 def lstm_forward(xw, w_hh, h0, c0):
     dtype = xw.dtype
@@ -134,8 +136,7 @@ def lstm_forward(xw, w_hh, h0, c0):
     states = np.empty((2, B, T, H4 // 4), dtype)
     gates = np.empty_like(xw, order="C")
     h, c = np.array(h0, dtype, order="C"), np.array(c0, dtype, order="C")  # copies: updated in place
-    _forward_loop(np.ascontiguousarray(xw), np.ascontiguousarray(w_hh, dtype), h, c, states, gates,
-                  np.empty((B, H4), dtype))
+    _forward_loop(np.ascontiguousarray(xw), np.ascontiguousarray(w_hh, dtype), h, c, states, gates, _chunks(B))
     return states, gates
 
 
@@ -146,5 +147,5 @@ def lstm_backward(dstates, w_hh, c0, states, gates):
     dxw = np.empty((B, T, H4), dtype)
     dh, dc = np.zeros((B, H), dtype), np.zeros((B, H), dtype)
     _backward_loop(np.ascontiguousarray(dstates, dtype), np.ascontiguousarray(np.asarray(w_hh, dtype).T),
-                   np.ascontiguousarray(c0, dtype), states, gates, dxw, dh, dc)
+                   np.ascontiguousarray(c0, dtype), states, gates, dxw, dh, dc, _chunks(B))
     return dxw, dh, dc
