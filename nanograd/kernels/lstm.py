@@ -9,10 +9,10 @@ Sequences never exchange anything inside the loop, so the threads split the batc
 for its own rows, and the threads meet once per call instead of after every step (at the handful of
 sequences a step holds, a meeting per step costs about as much as the step's work).
 
-The products are `_rows_dot`, one loop for both directions: out[r, n] = a[r] . w[n], in blocks of four rows
-of a by two rows of w, so that each load of a or w feeds two or four multiply-adds. They are numba loops,
-not BLAS (numba reaches BLAS only through SciPy, which the engine does not depend on, and a BLAS call per
-step would cost more than these few rows of work). The input projection (for all steps) and dw_hh (over all
+The products are `_rows_dot`, one loop for both directions: out[r, n] = a[r] . w[n], in blocks of six rows
+of a by two rows of w, so that each load of a or w feeds two or six multiply-adds (six: one thread's share
+of a batch of 12 on two threads). They are numba loops, not BLAS (numba reaches BLAS only through SciPy,
+which the engine does not depend on, and a BLAS call per step would cost more than these few rows of work). The input projection (for all steps) and dw_hh (over all
 steps) are each one BLAS product outside the loop, in the op (nanograd/recurrent.py).
 
 sigmoid(z) = 1 / (1 + exp(-z)) and tanh(c) = 2 sigmoid(2c) - 1 go through `fast_exp`, which vectorizes
@@ -30,29 +30,40 @@ def _rows_dot(a, w, out):
     R, K = a.shape
     N = w.shape[0]
     zero = a.dtype.type(0)
-    for nn in range((N + 1) // 2):  # two rows of w at a time
-        n = 2 * nn
-        n2 = n + 1 if n + 1 < N else n  # an odd N computes its last row twice
-        w0, w1 = w[n], w[n2]
-        r = 0
-        while r + 4 <= R:  # a 4 x 2 block
-            x0, x1, x2, x3 = a[r], a[r + 1], a[r + 2], a[r + 3]
-            p0 = p1 = p2 = p3 = q0 = q1 = q2 = q3 = zero
+    r = 0
+    while r + 6 <= R:  # six rows of a at a time: they stay in the L1 cache while every row of w passes
+        x0, x1, x2, x3, x4, x5 = a[r], a[r + 1], a[r + 2], a[r + 3], a[r + 4], a[r + 5]
+        for nn in range((N + 1) // 2):  # two rows of w at a time: each load feeds two or six multiply-adds
+            n = 2 * nn
+            n2 = n + 1 if n + 1 < N else n  # an odd N computes its last row twice
+            w0, w1 = w[n], w[n2]
+            p0 = p1 = p2 = p3 = p4 = p5 = q0 = q1 = q2 = q3 = q4 = q5 = zero
             for k in range(K):
-                u, v, y0, y1, y2, y3 = w0[k], w1[k], x0[k], x1[k], x2[k], x3[k]
+                u, v = w0[k], w1[k]
+                y0, y1, y2, y3, y4, y5 = x0[k], x1[k], x2[k], x3[k], x4[k], x5[k]
                 p0 += y0 * u
                 p1 += y1 * u
                 p2 += y2 * u
                 p3 += y3 * u
+                p4 += y4 * u
+                p5 += y5 * u
                 q0 += y0 * v
                 q1 += y1 * v
                 q2 += y2 * v
                 q3 += y3 * v
-            out[r, n], out[r + 1, n], out[r + 2, n], out[r + 3, n] = p0, p1, p2, p3
-            out[r, n2], out[r + 1, n2], out[r + 2, n2], out[r + 3, n2] = q0, q1, q2, q3
-            r += 4
-        for r in range(r, R):  # the rows left over, one at a time
-            x0 = a[r]
+                q4 += y4 * v
+                q5 += y5 * v
+            out[r, n], out[r + 1, n], out[r + 2, n], out[r + 3, n], out[r + 4, n], out[r + 5, n] = (
+                p0, p1, p2, p3, p4, p5)
+            out[r, n2], out[r + 1, n2], out[r + 2, n2], out[r + 3, n2], out[r + 4, n2], out[r + 5, n2] = (
+                q0, q1, q2, q3, q4, q5)
+        r += 6
+    for r in range(r, R):  # the rows left over, one at a time
+        x0 = a[r]
+        for nn in range((N + 1) // 2):
+            n = 2 * nn
+            n2 = n + 1 if n + 1 < N else n
+            w0, w1 = w[n], w[n2]
             p0 = q0 = zero
             for k in range(K):
                 p0 += x0[k] * w0[k]
@@ -109,7 +120,7 @@ def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc, n_chunks):
             for r in range(b1 - b0):
                 b = b0 + r
                 c_prev = c0[b] if t == 0 else states[1, b, t - 1]
-                gb, db = gates[b, t], dz[r]
+                gb, db = gates[b, t], dxw[b, t]
                 gi, gf, gg, go = gb[0:H], gb[H:2 * H], gb[2 * H:3 * H], gb[3 * H:H4]
                 di, df, dg, do = db[0:H], db[H:2 * H], db[2 * H:3 * H], db[3 * H:H4]
                 dhs, dcs, cs = dstates[0, b, t], dstates[1, b, t], states[1, b, t]
@@ -124,9 +135,9 @@ def _backward_loop(dstates, w_hh_t, c0, states, gates, dxw, dh, dc, n_chunks):
                     dg[u] = dcu * i * (one - g * g)
                     do[u] = dhu * tc * o * (one - o)
                     dcb[u] = dcu * f
-                out = dxw[b, t]
+                dzr = dz[r]
                 for j in range(H4):  # a loop: numba's slice assignment is far slower
-                    out[j] = db[j]
+                    dzr[j] = db[j]
             _rows_dot(dz, w_hh_t, dh[b0:b1])  # dh = dz @ w_hh for these sequences, to step t - 1
 
 
