@@ -1,8 +1,9 @@
 """ULMFiT's classifier on a pretrained LSTM against the GPT classifier, on the genre task of
 examples/finetune_classifier.py: does either family's pretraining transfer better?
 
-    python examples/ulmfit_vs_gpt.py --threads 1      # pretrains both language models first (cached)
-    python examples/ulmfit_vs_gpt.py --tiny           # a seconds-long smoke run
+    python examples/ulmfit_vs_gpt.py --threads 1               # pretrains both language models first (cached)
+    python examples/ulmfit_vs_gpt.py --threads 1 --seeds 0 1   # two pretrainings of each, every fold, pooled
+    python examples/ulmfit_vs_gpt.py --tiny                    # a seconds-long smoke run
 
 Both language models are pretrained by the same trainer on the same unlabelled plays (the problem plays and
 romances), with the same BPE tokenizer settings, hence the same token ids: the GPT of finetune_classifier.py
@@ -19,9 +20,11 @@ classifiers train on the same batches, and each keeps its weights from its best 
 - LSTM from scratch: the same network freshly initialised, every parameter trained from step 1 at one rate,
   on the same schedule (the schedule and the head are the recipe; only the pretrained weights are taken away).
 
-The report: each method's held-out accuracy with a 95% interval from a bootstrap over the test plays, and per
-family the fine-tuned minus from-scratch gain (paired on the same test passages) with its interval; the plot
-ulmfit_vs_gpt.png in --out-dir shows the accuracies and the per-fold values.
+A seed decides the pretrainings, the folds, the passages, the batches and the initialisations; with several
+--seeds the report pools every seed's folds. The report: each method's held-out accuracy with a 95% interval
+from a bootstrap over the test plays, and per family the fine-tuned minus from-scratch gain (paired on the same
+test passages) with its interval; the plot ulmfit_vs_gpt.png in --out-dir shows the accuracies and the
+per-fold values.
 """
 import argparse
 import dataclasses
@@ -52,10 +55,10 @@ TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_embd=
             eval_every=6, unfreeze_every=3)
 
 
-def pretrain_both(args):
+def pretrain_both(args, seed):
     """(GPT, LSTM, tokenizer): both language models pretrained on the unlabelled plays (cached by their keys)."""
     sizes = dict(tokenizer=args.tokenizer, n_embd=args.n_embd, block_size=args.block_size)
-    gpt_config = pretrain_config(args.pretrain_iters, args.seed, args.progress, n_layer=args.gpt_layers,
+    gpt_config = pretrain_config(args.pretrain_iters, seed, args.progress, n_layer=args.gpt_layers,
                                  n_head=args.gpt_heads, **sizes)
     gpt, tok = load_model(pretrain_on_unlabelled(gpt_config, args.pretrain_chars))
     n_hidden = hidden_matching(gpt.num_parameters(), args.n_embd, tok.vocab_size, args.lstm_layers, tie_weights=True)
@@ -101,17 +104,17 @@ def train_method(method, pretrained, fold, args, init_seed, batches):
     return clf, result
 
 
-def run_fold(k, test_plays, models, play_tokens, args):
-    """Train the four classifiers on fold k; returns ({method: test predictions}, test Passages)."""
-    fold = fold_passages(test_plays, k, args.seed, args.train_passages, args.test_passages, args.passage_tokens,
+def run_fold(k, test_plays, models, play_tokens, args, seed):
+    """Train the four classifiers on fold k of `seed`; returns ({method: test predictions}, test Passages)."""
+    fold = fold_passages(test_plays, k, seed, args.train_passages, args.test_passages, args.passage_tokens,
                          play_tokens)
-    print(f"\nfold {k + 1}/{args.folds}: test plays "
+    print(f"\nseed {seed}, fold {k + 1}/{args.folds}: test plays "
           + "; ".join(f"{genre} {', '.join(p.stem for p in test_plays[genre])}" for genre in CLASSES), flush=True)
     predictions = {}
     for method in METHODS:
         began = time.perf_counter()
-        batches = np.random.default_rng([args.seed, k, 1])  # the same batches for every method
-        clf, result = train_method(method, models[method.split()[0]], fold, args, args.seed + k, batches)
+        batches = np.random.default_rng([seed, k, 1])  # the same batches for every method
+        clf, result = train_method(method, models[method.split()[0]], fold, args, seed + k, batches)
         predictions[method] = clf.predict(fold.test.ids)
         print(f"  {method:>17}: test accuracy {np.mean(predictions[method] == fold.test.labels):.3f}, kept step "
               f"{result.best_step} (validation accuracy {result.best_val_accuracy:.3f}), "
@@ -140,16 +143,17 @@ def summarise(results, rng):
     return summary
 
 
-def report(summary, n_folds):
-    print(f"\nover all {n_folds} folds: {summary['test_passages']} test passages from {summary['test_plays']} plays "
-          f"(chance {1 / len(CLASSES):.3f})\n")
-    print("| method | held-out accuracy | 95% interval | per fold |\n|---|---:|---:|---|")
+def report(summary, seeds, n_folds):
+    n = len(seeds) * n_folds
+    print(f"\nover seeds {', '.join(map(str, seeds))} x {n_folds} folds: {summary['test_passages']} test passages from "
+          f"{summary['test_plays']} plays (chance {1 / len(CLASSES):.3f})\n")
+    print("| method | held-out accuracy | 95% interval | per fold (seed by seed) |\n|---|---:|---:|---|")
     for m, r in summary["methods"].items():
         print(f"| {m} | {r['accuracy']:.3f} | {r['low']:.3f}-{r['high']:.3f} | "
               f"{', '.join(f'{a:.3f}' for a in r['per_fold'])} |")
     print("\n| difference | accuracy | 95% interval | folds ahead |\n|---|---:|---:|---:|")
     for name, g in summary["gains"].items():
-        print(f"| {name} | {g['gain']:+.3f} | {g['low']:+.3f} to {g['high']:+.3f} | {g['folds_won']} of {n_folds} |")
+        print(f"| {name} | {g['gain']:+.3f} | {g['low']:+.3f} to {g['high']:+.3f} | {g['folds_won']} of {n} |")
 
 
 def plot(summary, path):
@@ -177,7 +181,8 @@ def build_arg_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", default="out/ulmfit_vs_gpt", help="where the plot and summary.json go")
     p.add_argument("--tiny", action="store_true", help="shrink everything to a seconds-long run (smoke test)")
-    p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the folds, the passages and the batches")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the pretrainings, the folds, the passages and the batches; the report pools them")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
     g = p.add_argument_group("pretraining (finetune_classifier.py's defaults)")
@@ -223,15 +228,18 @@ def main(argv=None):
     nanograd.tune_process(threads=args.threads)
     began = time.perf_counter()
     try:
-        gpt, lstm, tok = pretrain_both(args)
-        rng = np.random.default_rng(args.seed)  # the folds, then the bootstrap, as in finetune_classifier.py
-        play_tokens = PlayTokens(tok)
-        results = [run_fold(k, fold, {"GPT": gpt, "LSTM": lstm}, play_tokens, args)
-                   for k, fold in enumerate(make_folds(args.folds, rng))]
+        results, rng = [], None
+        for seed in args.seeds:
+            gpt, lstm, tok = pretrain_both(args, seed)
+            fold_rng = np.random.default_rng(seed)  # the folds, then (the first seed's) the bootstrap, as in
+            rng = rng or fold_rng  # finetune_classifier.py, so that one seed's report is that example's
+            play_tokens = PlayTokens(tok)
+            results += [run_fold(k, fold, {"GPT": gpt, "LSTM": lstm}, play_tokens, args, seed)
+                        for k, fold in enumerate(make_folds(args.folds, fold_rng))]
     except (OSError, ValueError, RuntimeError) as e:  # a bad cache entry, a passage too long
         sys.exit(f"error: {e}")
     summary = summarise(results, rng)
-    report(summary, args.folds)
+    report(summary, args.seeds, args.folds)
     out_dir = Path(args.out_dir)
     plot(summary, out_dir / "ulmfit_vs_gpt.png")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))

@@ -1,4 +1,5 @@
-"""Fine-tuning a pretrained GPT for classification, the ULMFiT way.
+"""Fine-tuning a pretrained language model for classification, the ULMFiT way: the classifier base, the GPT's
+classifier, the slanted triangular schedule and `fit` (the LSTM's classifier is gpt/lstm_classifier.py).
 
 A language model pretrained on unlabelled text already computes useful features of a passage; a small
 labelled set then only has to teach a linear head to read them, and nudge the trunk. Three habits from
@@ -6,7 +7,8 @@ ULMFiT (Howard & Ruder, 2018) keep the nudging from erasing what pretraining lea
 
 - freeze the trunk at first, so the randomly initialised head does not push large gradients into it;
 - unfreeze gradually from the top, one layer group at a time (the top layers are the most task-specific);
-- discriminative learning rates: each group lower down learns `lr_decay` times more slowly (ULMFiT: 2.6).
+- discriminative learning rates: each group lower down learns `lr_decay` times more slowly (ULMFiT: 2.6);
+- optionally, a slanted triangular learning rate (`slanted_triangular`): a short rise, then a long decay.
 
 Frozen parameters get `requires_grad = False`, so no graph is built through them (a frozen trunk costs a
 forward pass only) and the optimizer, which skips parameters without a gradient, leaves them untouched.

@@ -1,5 +1,5 @@
 """An LSTM language model (AWD-LSTM style, as ULMFiT pretrains), trained, evaluated, checkpointed and sampled
-by the same code as the GPT: it has the GPT's interface (forward(idx, targets) -> (logits, loss),
+by the same code as the GPT: it has the GPT's interface (forward(idx, targets) -> (logits, loss), hidden_states,
 configure_optimizers, generate, new_cache).
 
     ids (B, T) -> embedding (B, T, n_embd) -> n_layer LSTM layers (B, T, n_hidden) -> [projection to n_embd,

@@ -48,9 +48,9 @@ def test_the_gpt_classifiers_are_finetune_classifiers_own(tiny_cache):
     finetune_classifier = _load("finetune_classifier")
     theirs = finetune_classifier.main(["--tiny", "--no-progress", "--threads", "1", "--out-dir", str(tiny_cache)])
     args = example.parse_args(["--tiny", "--no-progress", "--threads", "1"])
-    gpt, lstm, tok = example.pretrain_both(args)
-    fold = make_folds(args.folds, np.random.default_rng(args.seed))[0]
-    ours, test = example.run_fold(0, fold, {"GPT": gpt, "LSTM": lstm}, PlayTokens(tok), args)
+    gpt, lstm, tok = example.pretrain_both(args, seed=0)
+    fold = make_folds(args.folds, np.random.default_rng(0))[0]
+    ours, test = example.run_fold(0, fold, {"GPT": gpt, "LSTM": lstm}, PlayTokens(tok), args, seed=0)
     their_predictions, their_test, _ = theirs[0]
     np.testing.assert_array_equal(test.ids, their_test.ids)
     np.testing.assert_array_equal(ours["GPT fine-tuned"], their_predictions["fine-tuned"])
