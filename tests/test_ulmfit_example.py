@@ -39,7 +39,7 @@ def test_smoke_run_reports_four_methods_and_their_differences(tiny_cache, capsys
     assert "| LSTM fine-tuned - GPT fine-tuned |" in out
     # Both models were pretrained (and cached) on the same text with the same tokenizer.
     assert out.count("characters of unlabelled plays") == 2
-    example.main(["--tiny", "--no-progress", "--threads", "1", "--out-dir", str(tiny_cache)])
+    example.pretrain_both(example.parse_args(["--tiny", "--no-progress"]), seed=0)  # a second time: from the cache
     assert capsys.readouterr().out.count("(cached)") == 2
 
 
