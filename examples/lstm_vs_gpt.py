@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import nanograd  # noqa: E402  (after the path set-up above)
 from gpt import data  # noqa: E402
-from gpt.lstm import LSTMConfig, LSTMLM  # noqa: E402
+from gpt.lstm import hidden_matching  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.report import TrainingLog, pyplot  # noqa: E402
 from gpt.train import TrainConfig, Trainer  # noqa: E402
@@ -35,14 +35,6 @@ from gpt.train import TrainConfig, Trainer  # noqa: E402
 GPT_SIZES = {"small": dict(n_layer=4, n_head=4, n_embd=128), "large": dict(n_layer=6, n_head=6, n_embd=192)}
 LSTM_EMBED = {"small": 128, "large": 192}
 CALIBRATION_STEPS = 12
-
-
-def lstm_hidden_matching(n_params, n_embd, vocab_size, n_layer=2):
-    """The LSTM hidden width whose parameter count comes closest to n_params."""
-    def count(hidden):
-        config = LSTMConfig(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_hidden=hidden)
-        return LSTMLM(config).num_parameters()
-    return min(range(16, 1025, 4), key=lambda h: abs(count(h) - n_params))
 
 
 def settings(family, size, vocab_size):
@@ -53,7 +45,7 @@ def settings(family, size, vocab_size):
         return dict(model="lstm", n_layer=2, n_embd=128, n_hidden=232)  # the PyTorch anchor's shape
     gpt_params = GPT(GPTConfig(vocab_size=vocab_size, **GPT_SIZES[size])).num_parameters()  # as the trainer counts
     return dict(model="lstm", n_layer=2, n_embd=LSTM_EMBED[size],
-                n_hidden=lstm_hidden_matching(gpt_params, LSTM_EMBED[size], vocab_size))
+                n_hidden=hidden_matching(gpt_params, LSTM_EMBED[size], vocab_size))
 
 
 def seconds_per_step(log_rows, batch_tokens):

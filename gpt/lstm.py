@@ -1,5 +1,5 @@
 """An LSTM language model (AWD-LSTM style, as ULMFiT pretrains), trained, evaluated, checkpointed and sampled
-by the same code as the GPT: it has the GPT's interface (forward(idx, targets) -> (logits, loss),
+by the same code as the GPT: it has the GPT's interface (forward(idx, targets) -> (logits, loss), hidden_states,
 configure_optimizers, generate, new_cache).
 
     ids (B, T) -> embedding (B, T, n_embd) -> n_layer LSTM layers (B, T, n_hidden) -> [projection to n_embd,
@@ -60,6 +60,22 @@ class LSTMConfig:
                                  f"{tuple(shapes[name]) if name in shapes else 'none'}")
 
 
+def hidden_matching(n_params, n_embd, vocab_size, n_layer=2, tie_weights=False):
+    """The LSTM hidden width (a multiple of 4) whose model's parameter count comes closest to n_params."""
+    def count(hidden):
+        config = LSTMConfig(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_hidden=hidden,
+                            tie_weights=tie_weights)
+        return LSTMLM(config).num_parameters()
+    best = None
+    for hidden in range(16, 1025, 4):  # the count grows with the width: stop at the first one past n_params
+        n = count(hidden)
+        if best is None or abs(n - n_params) < abs(best[1] - n_params):
+            best = (hidden, n)
+        if n > n_params:
+            break
+    return best[0]
+
+
 class LSTMState:
     """Generation's memory: each layer's (h, c), each (1, B, n_hidden), after the tokens seen so far."""
 
@@ -102,6 +118,21 @@ class LSTMLM(nn.Module):
         Targets (B, T) are the next ids, -1 to ignore a position. With `cache` (an LSTMState, for generation
         under no_grad) the layers start from its states and leave theirs in it, and only the last position's
         logits (B, 1, vocab_size) are computed."""
+        idx = self._check_ids(idx)
+        x = self.hidden_states(idx, cache)  # (B, T, n_hidden)
+        if cache is not None:
+            cache.length += idx.shape[1]
+            x = x[:, -1:]  # (B, 1, n_hidden)
+        if hasattr(self, "proj"):
+            x = self.proj(x)  # (B, T, n_embd)
+        logits = self.decoder(x)  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits, check_targets(targets, idx, self.config.vocab_size), ignore_index=-1)
+
+    def hidden_states(self, idx, cache=None):
+        """The last LSTM layer's outputs (B, T, n_hidden) for ids idx (B, T), after its dropout: the trunk
+        without the decoder (for heads on top). With `cache`, the layers start from its states and leave theirs."""
         c = self.config
         idx = self._check_ids(idx)
         table = embedding_dropout(self.encoder.weight, c.embed_drop, self.training)  # (vocab_size, n_embd)
@@ -111,15 +142,7 @@ class LSTMLM(nn.Module):
             if cache is not None:
                 cache.layers[k] = state
             x = locked_dropout(x, c.hidden_drop if k < c.n_layer - 1 else c.output_drop, self.training)
-        if cache is not None:
-            cache.length += idx.shape[1]
-            x = x[:, -1:]  # (B, 1, n_hidden)
-        if hasattr(self, "proj"):
-            x = self.proj(x)  # (B, T, n_embd)
-        logits = self.decoder(x)  # (B, T, vocab_size)
-        if targets is None:
-            return logits, None
-        return logits, F.cross_entropy(logits, check_targets(targets, idx, c.vocab_size), ignore_index=-1)
+        return x
 
     def new_cache(self, batch_size):
         return LSTMState(self.config.n_layer)

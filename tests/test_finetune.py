@@ -1,4 +1,6 @@
 """GPTClassifier and fit (gpt.finetune)."""
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,19 @@ def test_fit_with_gradual_unfreezing_leaves_the_trunk_alone_until_its_turn():
         unfreeze_every=5)  # 4 steps, all within the head-only phase
     assert all(np.array_equal(a, trunk_before[name]) for name, a in clf.trunk.state_dict().items())
     assert all(p.requires_grad for p in clf.parameters())  # everything trainable again afterwards
+
+
+def test_gpt_fine_tuning_is_bit_for_bit_what_it_was_before_the_classifier_base_and_schedules():
+    """The README's genre figures depend on fit and GPTClassifier: a fingerprint of the weights that 12 steps of
+    gradual unfreezing leave, recorded on the code before the Classifier base and `schedule` were added."""
+    clf = tiny_classifier()
+    rng = np.random.default_rng(0)
+    labels = np.arange(36) % 3
+    ids = rng.integers(0, 3, (36, 6)) + 3 * labels[:, None] + 1
+    result = fit(clf, clf.configure_optimizer(lr=1e-2), (ids[:24], labels[:24]), (ids[24:], labels[24:]),
+                 steps=12, batch_size=8, eval_every=3, rng=rng, unfreeze_every=2)
+    digest = hashlib.sha256()
+    for name, array in sorted(clf.state_dict().items()):
+        digest.update(name.encode() + array.tobytes())
+    assert digest.hexdigest()[:16] == "23769090f3930172"
+    assert [round(point[1], 6) for point in result.curve[1:]] == [1.072778, 1.034318, 0.949652, 0.812361]

@@ -1,0 +1,57 @@
+"""The genre experiment's default run, as pieces any model family can use: the pretraining on the unlabelled
+plays and the passages of each fold (the protocol itself is gpt/transfer.py).
+
+examples/finetune_classifier.py pretrains its GPT and draws its passages with these very settings and
+generators, so a model pretrained here is the same cached model, and a classifier trained on these passages
+sees what the GPT classifiers of that example see.
+"""
+import dataclasses
+
+import numpy as np
+
+from gpt.corpus import cache_dir
+from gpt.pretrain_cache import pretrain_key, train_cached
+from gpt.train import TrainConfig
+from gpt.transfer import play_text, sample_passages, split_validation, training_plays, unlabelled_plays
+
+# examples/finetune_classifier.py's default pretraining: a 4-layer, 128-wide GPT on a 1024-token BPE.
+GENRE_PRETRAINING = dict(tokenizer="bpe", vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128)
+
+
+def pretrain_config(iters, seed, progress=True, **settings):
+    """The TrainConfig of a pretraining of `iters` steps: GENRE_PRETRAINING, overridden by `settings` (another
+    family, another size); out_dir, data and resume are filled in where it runs."""
+    return TrainConfig(**{**GENRE_PRETRAINING, **settings}, max_iters=iters, warmup_iters=min(100, iters // 10),
+                       eval_interval=max(1, iters // 4), eval_iters=10, sample_tokens=0, seed=seed, progress=progress)
+
+
+def unlabelled_text(chars=None):
+    """The text of the plays no fold labels (problem plays and romances), its first `chars` characters."""
+    return "".join(play_text(play) for play in unlabelled_plays())[:chars]
+
+
+def pretrain_on_unlabelled(config, chars=None):
+    """Train `config` on the unlabelled plays, or find the run cached under its key; returns its checkpoint
+    directory. The tokenizer is trained on the same text with the same settings, so two families pretrained
+    with equal tokenizer settings read the same token ids."""
+    text = unlabelled_text(chars)
+    out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config)}"
+    return train_cached(out, text, config, f"pretrained {config.model} {config.max_iters} steps on {len(text):,} "
+                                              "characters of unlabelled plays")
+
+
+@dataclasses.dataclass
+class FoldPassages:
+    train: object  # Passages the classifier learns from
+    val: object  # Passages that choose its stopping step
+    test: object  # Passages of the fold's test plays, which nothing else reads
+
+
+def fold_passages(test_plays, k, seed, n_labelled, n_test, passage_tokens, play_tokens):
+    """Fold k's passages, drawn from the generators examples/finetune_classifier.py draws them from: n_labelled
+    from the training plays (a fifth kept for validation), n_test from the fold's test plays."""
+    rng = np.random.default_rng([seed, k])
+    labelled = sample_passages(training_plays(test_plays), n_labelled, passage_tokens, play_tokens, rng)
+    test = sample_passages(test_plays, n_test, passage_tokens, play_tokens, rng)
+    train, val = split_validation(labelled, rng)
+    return FoldPassages(train, val, test)
