@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from gpt.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
 from gpt.corpus import cache_dir, text_digest  # noqa: E402
-from gpt.label_curve import (SCRATCH, FitSettings, curve_records, format_curve_table, heldout_lm_loss,  # noqa: E402
-                             plot_label_curve, save_png, train_method, write_curve_csv)
+from gpt.label_curve import (FINE_TUNED, SCRATCH, FitSettings, curve_records, format_curve_table,  # noqa: E402
+                             heldout_lm_loss, plot_label_curve, save_png, train_method, write_curve_csv)
 from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
@@ -66,7 +66,7 @@ from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passage
                           training_plays, unlabelled_plays)
 import nanograd  # noqa: E402
 
-METHODS = ("fine-tuned", "from scratch")
+METHODS = (FINE_TUNED, SCRATCH)
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test); 3 characters, so
 # that the speaker task's 6 labels hold two per class.
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
@@ -87,14 +87,15 @@ def unlabelled_text(args):
     return "".join(play_text(play) for play in unlabelled_plays())[: args.pretrain_chars]
 
 
-def pretrain(args):
-    """Train a small GPT on the plays no fold labels (problem plays and romances); returns its checkpoint
-    directory. The result is cached under its key (pretrain_key), so a second run starts at once."""
-    text = unlabelled_text(args)
+def pretrain(args, task=None):
+    """Train a small GPT on text no test passage comes from; returns its checkpoint directory. Genre (task
+    None): the plays no fold labels (problem plays and romances); speaker: every scene but the test scenes,
+    without speaker names (gpt/speaker_task.py). Cached under its key (pretrain_key): a second run starts at once."""
+    text = task.pretraining_text()[: args.pretrain_chars] if task else unlabelled_text(args)
     config = pretrain_config(args, args.pretrain_iters)
-    out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config)}"
+    out = cache_dir() / f"{'speaker' if task else 'finetune'}-pretrain-{pretrain_key(text, config)}"
     return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
-                                              "of unlabelled plays")
+                                              f"of {'the non-test scenes' if task else 'unlabelled plays'}")
 
 
 def pretrain_more(args, base_ckpt, test_plays):
@@ -113,16 +114,6 @@ def pretrain_more(args, base_ckpt, test_plays):
         save_checkpoint(out / "ckpt", ckpt, tokenizer_file=ckpt.tokenizer_path)
     return train_cached(out, text, config, f"pretrained {args.more_pretraining} steps more on {len(text):,} "
                                               "characters (unlabelled and this fold's training plays)")
-
-
-def pretrain_speaker(args, task):
-    """A small GPT trained on the speaker task's unlabelled text: every scene but the test scenes, without
-    speaker names (gpt/speaker_task.py); cached like pretrain's, under its own text's key."""
-    text = task.pretraining_text()[: args.pretrain_chars]
-    config = pretrain_config(args, args.pretrain_iters)
-    out = cache_dir() / f"speaker-pretrain-{pretrain_key(text, config)}"
-    return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
-                                              "of the plays' non-test scenes")
 
 
 def run_fold(k, labelled, test, rng, pretrained_trunk, classes, args):
@@ -205,9 +196,9 @@ def report(results, classes, unit, rng):
         print(f"\n{m}: held-out accuracy {np.mean(correct[m]):.3f} (95% CI {low:.3f}-{high:.3f}; per fold "
               f"{np.mean(per_fold[m]):.3f} +- {np.std(per_fold[m]):.3f}); recall: {recall}")
         print(format_confusion(confusion_matrix(labels, predicted, len(classes)), classes))
-    gain = correct["fine-tuned"].astype(float) - correct["from scratch"]
+    gain = correct[FINE_TUNED].astype(float) - correct[SCRATCH]
     low, high = bootstrap_by_group(groups, gain, rng)
-    folds_won = sum(f > s for f, s in zip(per_fold["fine-tuned"], per_fold["from scratch"]))
+    folds_won = sum(f > s for f, s in zip(per_fold[FINE_TUNED], per_fold[SCRATCH]))
     print(f"\nfine-tuned minus from scratch: {np.mean(gain):+.3f} accuracy (95% CI {low:+.3f} to {high:+.3f}, "
           f"bootstrap over test {unit}s); fine-tuned ahead in {folds_won} of {len(results)} folds")
 
@@ -234,7 +225,7 @@ def run_curve(args, base_ckpt, task):
     budgets = {f"fine-tuned, {args.pretrain_iters} steps": lambda k: base_trunk}
     for iters in args.also_pretrain:  # the same text, hence the same tokenizer and passages
         other = argparse.Namespace(**{**vars(args), "pretrain_iters": iters})
-        trunk = load_model(pretrain_speaker(other, task) if task else pretrain(other))[0]
+        trunk = load_model(pretrain(other, task))[0]
         budgets[f"fine-tuned, {iters} steps"] = lambda k, trunk=trunk: trunk
     largest = max(args.label_counts)
     if task is None:
@@ -264,7 +255,8 @@ def run_curve(args, base_ckpt, task):
     rows = summarise_curve(records, args.label_counts, SCRATCH, np.random.default_rng(args.seed))
     unit = "scene" if task else "play"
     print(f"\nheld-out accuracy against labelled passages per fold ({len(args.curve_seeds)} seeds x {n_folds} "
-          f"folds; chance {chance:.3f}; 95% intervals from a bootstrap over test {unit}s)")
+          f"folds, {rows[0]['test_passages'] // len(args.curve_seeds)} test passages; chance {chance:.3f}; 95% "
+          f"intervals from a bootstrap over test {unit}s)")
     print(format_curve_table(rows))
     for name, loss in lm_loss.items():
         print(f"{name}: language-model loss on the test {unit}s {loss:.3f} nats/token (mean over folds)")
@@ -384,7 +376,7 @@ def run(args):
         if args.ckpt:
             print("note: a model from train_shakespeare.py has read every play, the test plays and scenes too "
                   "(never their labels); without --ckpt the model is pretrained on text no test passage is from")
-        ckpt = args.ckpt or (pretrain_speaker(args, task) if task else pretrain(args))
+        ckpt = args.ckpt or pretrain(args, task)
         trunk, tok = load_model(ckpt)
     args.passage_tokens = args.passage_tokens or min(PASSAGE_TOKENS if task else 128, trunk.config.block_size)
     if args.passage_tokens > trunk.config.block_size and args.passage_tokens % trunk.config.block_size:

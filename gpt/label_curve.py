@@ -176,7 +176,8 @@ def plot_label_curve(rows, lm_loss, chance, title, ylabel, path):
         n = [r["n"] for r in mine]
         label = method if method == SCRATCH else f"{method} (held-out LM loss {lm_loss[method]:.2f})"
         line, = ax.plot(n, [r["accuracy"] for r in mine], "o-", label=label)
-        ax.fill_between(n, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=line.get_color(), alpha=0.15)
+        ax.fill_between(n, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=line.get_color(),
+                        alpha=0.15)
     ax.axhline(chance, color="grey", ls="--", lw=0.8, label="chance")
     ax.set_xscale("log")
     ax.set(xlabel="labelled passages per fold (a fifth of them for validation)", ylabel=ylabel, title=title)
