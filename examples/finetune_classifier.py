@@ -141,13 +141,13 @@ def genre_folds(trunk, tok, args, rng):
     play_tokens = PlayTokens(tok)
     results = []
     for k, test_plays in enumerate(make_folds(args.folds, rng)):
-        rng = np.random.default_rng([args.seed, k])
+        fold_rng = np.random.default_rng([args.seed, k])
         labelled = sample_passages(training_plays(test_plays), args.train_passages, args.passage_tokens, play_tokens,
-                                   rng)
-        test = sample_passages(test_plays, args.test_passages, args.passage_tokens, play_tokens, rng)
+                                   fold_rng)
+        test = sample_passages(test_plays, args.test_passages, args.passage_tokens, play_tokens, fold_rng)
         print(f"\nfold {k + 1}/{args.folds}: test plays "
               + "; ".join(f"{genre} {', '.join(p.stem for p in test_plays[genre])}" for genre in CLASSES))
-        results.append(run_fold(k, labelled, test, rng, trunk, CLASSES, args))
+        results.append(run_fold(k, labelled, test, fold_rng, trunk, CLASSES, args))
     return results
 
 
@@ -160,9 +160,9 @@ def speaker_passages(task, tok, args):
     return seen, test
 
 
-def chance_level(test, n_classes):
-    """The accuracy of always guessing the test set's most frequent class (1/n_classes when balanced)."""
-    return class_counts(test, n_classes).max() / len(test)
+def chance_level(labels, n_classes):
+    """The accuracy of always guessing the most frequent of these (test) labels: 1/n_classes when balanced."""
+    return np.bincount(labels, minlength=n_classes).max() / len(labels)
 
 
 def confusion_matrix(labels, predicted, n_classes):
@@ -188,7 +188,7 @@ def report(results, classes, unit, rng):
     correct = {m: np.concatenate([pred[m] for pred, _, _ in results]) == labels for m in METHODS}
     per_fold = {m: [np.mean(pred[m] == test.labels) for pred, test, _ in results] for m in METHODS}
     print(f"\nover all {len(results)} folds: {len(labels)} test passages from {len(set(groups))} {unit}s "
-          f"(chance {np.bincount(labels, minlength=len(classes)).max() / len(labels):.3f})")
+          f"(chance {chance_level(labels, len(classes)):.3f})")
     for m in METHODS:
         low, high = bootstrap_by_group(groups, correct[m].astype(float), rng)
         predicted = np.concatenate([pred[m] for pred, _, _ in results])
@@ -244,7 +244,7 @@ def run_curve(args, base_ckpt, task):
         seen, test = speaker_passages(task, tok, args)
         heldout = [task.test_streams(tok)]
         classes, cache_name, n_folds = task.classes, "speaker-curve", 1
-        chance = chance_level(test, len(classes))
+        chance = chance_level(test.labels, len(classes))
 
         def fold_passages(seed):  # one fold: the scene split; each seed draws its own labelled pool
             return [(labelled_pool(seen, len(classes), largest, np.random.default_rng([seed, 3])), test)]
@@ -385,14 +385,14 @@ def run(args):
     if args.curve:
         return run_curve(args, Path(ckpt), task)
     print(f"{args.train_passages} labelled passages per fold (a fifth for validation), "
-          f"{'every' if task else args.test_passages} test passages, {args.passage_tokens} tokens each; "
+          f"{'all the' if task else args.test_passages} test passages, {args.passage_tokens} tokens each; "
           f"{args.pool}-pooled head")
     rng = np.random.default_rng(args.seed)
     if task:
         seen, test = speaker_passages(task, tok, args)
         labelled = labelled_pool(seen, len(task.classes), args.train_passages, rng)
         results = [run_fold(0, labelled, test, rng, trunk, task.classes, args)]
-        classes, unit, chance = task.classes, "scene", chance_level(test, len(task.classes))
+        classes, unit, chance = task.classes, "scene", chance_level(test.labels, len(task.classes))
     else:
         results = genre_folds(trunk, tok, args, rng)
         classes, unit, chance = CLASSES, "play", 1 / len(CLASSES)

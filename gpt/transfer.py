@@ -13,7 +13,9 @@ style and a cast, so they are not independent evidence: intervals come from a bo
 A label-count curve (ULMFiT's Fig. 3) trains each classifier on the first n passages of one labelled pool
 per fold, for growing n, and tests every n on the same passages, so the methods and the label counts are
 compared on equal terms. Everything here is model-agnostic: any classifier that maps passages of token ids to
-genres can be measured with it.
+genres can be measured with it. Passages, the validation split and the statistics (bootstrap_by_group,
+matching_factor, summarise_curve) serve the speaker task too (gpt/speaker_task.py); gpt/label_curve.py runs
+the curve for either.
 """
 from dataclasses import dataclass
 
