@@ -160,9 +160,18 @@ def speaker_passages(task, tok, args):
     return seen, test
 
 
-def chance_level(labels, n_classes):
-    """The accuracy of always guessing the most frequent of these (test) labels: 1/n_classes when balanced."""
-    return np.bincount(labels, minlength=n_classes).max() / len(labels)
+def chance_levels(labels, n_classes):
+    """{name: accuracy} of guessing on test passages with these labels: a class at random, and, when the
+    classes are unbalanced (the speaker task's test scenes), always the most frequent one."""
+    levels = {"chance": 1 / n_classes}
+    majority = np.bincount(labels, minlength=n_classes).max() / len(labels)
+    if not np.isclose(majority, levels["chance"]):
+        levels["most frequent class"] = majority
+    return levels
+
+
+def format_levels(levels):
+    return ", ".join(f"{name} {value:.3f}" for name, value in levels.items())
 
 
 def confusion_matrix(labels, predicted, n_classes):
@@ -188,7 +197,7 @@ def report(results, classes, unit, rng):
     correct = {m: np.concatenate([pred[m] for pred, _, _ in results]) == labels for m in METHODS}
     per_fold = {m: [np.mean(pred[m] == test.labels) for pred, test, _ in results] for m in METHODS}
     print(f"\nover all {len(results)} folds: {len(labels)} test passages from {len(set(groups))} {unit}s "
-          f"(chance {chance_level(labels, len(classes)):.3f})")
+          f"({format_levels(chance_levels(labels, len(classes)))})")
     for m in METHODS:
         low, high = bootstrap_by_group(groups, correct[m].astype(float), rng)
         predicted = np.concatenate([pred[m] for pred, _, _ in results])
@@ -203,7 +212,7 @@ def report(results, classes, unit, rng):
           f"bootstrap over test {unit}s); fine-tuned ahead in {folds_won} of {len(results)} folds")
 
 
-def plot_curves(curves, chance, path):
+def plot_curves(curves, levels, path):
     """Held-out accuracy against the step, averaged over the folds, one line per classifier."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -211,7 +220,8 @@ def plot_curves(curves, chance, path):
         steps = [step for step, _ in curves[0][method]]
         accuracy = np.mean([[acc for _, acc in fold[method]] for fold in curves], axis=0)
         ax.plot(steps, accuracy, "o-", label=method)
-    ax.axhline(chance, color="grey", ls="--", lw=0.8, label="chance")
+    for (name, level), style in zip(levels.items(), ("--", ":")):
+        ax.axhline(level, color="grey", ls=style, lw=0.8, label=name)
     ax.set(xlabel="step", ylabel=f"held-out accuracy (mean of {len(curves)} folds)", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -235,7 +245,7 @@ def run_curve(args, base_ckpt, task):
             more = {k: load_model(pretrain_more(args, base_ckpt, fold))[0] for k, fold in enumerate(folds)}
             budgets[f"fine-tuned, +{args.more_pretraining} steps on the training folds"] = more.__getitem__
         heldout = [[play_tokens(play) for plays in fold.values() for play in plays] for fold in folds]
-        classes, cache_name, n_folds, chance = CLASSES, "finetune-curve", args.folds, 1 / len(CLASSES)
+        classes, cache_name, n_folds, levels = CLASSES, "finetune-curve", args.folds, {"chance": 1 / len(CLASSES)}
 
         def fold_passages(seed):
             return [curve_passages(fold, largest, args.test_passages, args.passage_tokens, play_tokens, seed, k)
@@ -244,7 +254,7 @@ def run_curve(args, base_ckpt, task):
         seen, test = speaker_passages(task, tok, args)
         heldout = [task.test_streams(tok)]
         classes, cache_name, n_folds = task.classes, "speaker-curve", 1
-        chance = chance_level(test.labels, len(classes))
+        levels = chance_levels(test.labels, len(classes))
 
         def fold_passages(seed):  # one fold: the scene split; each seed draws its own labelled pool
             return [(labelled_pool(seen, len(classes), largest, np.random.default_rng([seed, 3])), test)]
@@ -255,7 +265,7 @@ def run_curve(args, base_ckpt, task):
     rows = summarise_curve(records, args.label_counts, SCRATCH, np.random.default_rng(args.seed))
     unit = "scene" if task else "play"
     print(f"\nheld-out accuracy against labelled passages per fold ({len(args.curve_seeds)} seeds x {n_folds} "
-          f"folds, {rows[0]['test_passages'] // len(args.curve_seeds)} test passages; chance {chance:.3f}; 95% "
+          f"folds, {rows[0]['test_passages'] // len(args.curve_seeds)} test passages; {format_levels(levels)}; 95% "
           f"intervals from a bootstrap over test {unit}s)")
     print(format_curve_table(rows))
     for name, loss in lm_loss.items():
@@ -264,7 +274,7 @@ def run_curve(args, base_ckpt, task):
     write_curve_csv(rows, out_dir / "label_curve.csv")
     title = (f"Which of {len(classes)} characters speaks, split by scene (95% bootstrap over scenes)" if task else
              "Genre of a passage, cross-validated by play (95% bootstrap over plays)")
-    plot_label_curve(rows, lm_loss, chance, title, f"held-out accuracy ({len(args.curve_seeds)} seeds x {n_folds} "
+    plot_label_curve(rows, lm_loss, levels, title, f"held-out accuracy ({len(args.curve_seeds)} seeds x {n_folds} "
                      "folds)", out_dir / "label_curve.png")
     print(f"\nlabel curve: {out_dir / 'label_curve.png'}, {out_dir / 'label_curve.csv'}")
     return rows
@@ -392,12 +402,12 @@ def run(args):
         seen, test = speaker_passages(task, tok, args)
         labelled = labelled_pool(seen, len(task.classes), args.train_passages, rng)
         results = [run_fold(0, labelled, test, rng, trunk, task.classes, args)]
-        classes, unit, chance = task.classes, "scene", chance_level(test.labels, len(task.classes))
+        classes, unit, levels = task.classes, "scene", chance_levels(test.labels, len(task.classes))
     else:
         results = genre_folds(trunk, tok, args, rng)
-        classes, unit, chance = CLASSES, "play", 1 / len(CLASSES)
+        classes, unit, levels = CLASSES, "play", {"chance": 1 / len(CLASSES)}
     report(results, classes, unit, rng)
-    plot_curves([curves for _, _, curves in results], chance, Path(args.out_dir) / "learning_curves.png")
+    plot_curves([curves for _, _, curves in results], levels, Path(args.out_dir) / "learning_curves.png")
     print(f"\nlearning curves: {Path(args.out_dir) / 'learning_curves.png'}")
     return results
 

@@ -166,9 +166,10 @@ def write_curve_csv(rows, path):
     write_atomic(path, text.getvalue().encode("utf-8"))
 
 
-def plot_label_curve(rows, lm_loss, chance, title, ylabel, path):
+def plot_label_curve(rows, lm_loss, levels, title, ylabel, path):
     """Accuracy against labelled passages per fold (log x), a line and a 95% band per method; lm_loss holds
-    each pretraining budget's held-out language-model loss, for its legend."""
+    each pretraining budget's held-out language-model loss, for its legend; levels {name: accuracy} are the
+    guessing baselines (chance; the most frequent class), drawn as grey lines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -178,7 +179,8 @@ def plot_label_curve(rows, lm_loss, chance, title, ylabel, path):
         line, = ax.plot(n, [r["accuracy"] for r in mine], "o-", label=label)
         ax.fill_between(n, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=line.get_color(),
                         alpha=0.15)
-    ax.axhline(chance, color="grey", ls="--", lw=0.8, label="chance")
+    for (name, level), style in zip(levels.items(), ("--", ":")):
+        ax.axhline(level, color="grey", ls=style, lw=0.8, label=name)
     ax.set_xscale("log")
     ax.set(xlabel="labelled passages per fold (a fifth of them for validation)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")
