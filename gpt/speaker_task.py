@@ -4,12 +4,11 @@ The genre task (gpt/transfer.py) has 29 labelled plays, so its test set holds fe
 many passages it draws. Here the labels are speakers, and the test unit is the scene.
 
 Classes: the N characters with the most words over all the plays (of those who speak in two test scenes or
-more), where a character is a name within one play
-(FALSTAFF of Henry IV Part 2 is not FALSTAFF of Part 1, and GLOUCESTER names three different men). Across
-plays, not within one: only a play's lead has enough text for hundreds of passages (Hamlet speaks 61k
-characters, Horatio 9k), while the N biggest parts of the canon have 30-60k each. The price is that
-characters of different plays differ by their play's names and subject as well as by their voice, so the
-task is partly "which play" (Othello and Iago, both in the default 8, differ by voice alone).
+more), where a character is a name within one play (FALSTAFF of Henry IV Part 2 is not FALSTAFF of Part 1,
+and GLOUCESTER names three different men). Across plays, not within one: in one play only the lead has text
+for hundreds of passages, while the N biggest parts of the canon each do. The price is that characters of
+different plays differ by their play's names and subject as well as by their voice, so the task is partly
+"which play" (two characters of one play, such as Othello and Iago, differ by voice alone).
 
 Passages: a character's words in one scene (their speeches in order, verse only, no speaker names), encoded
 and cut into consecutive chunks of `passage_tokens` tokens, the remainder dropped. Chunks never overlap, so n
@@ -19,8 +18,9 @@ Split by scene (gpt/play_tasks.split_scenes, 20% of each play's scenes for test)
 chunk of the test scenes; the labelled pool is drawn from the other scenes, balanced over the characters and
 nested (its first n passages for n labels). Pretraining reads those other scenes of every play, as unlabelled
 text: the speeches without the speakers' names (with them, pretraining would read the label of every passage
-it could be given), and never a test scene. Passages of one scene share a subject and the people addressed,
-so intervals come from a bootstrap over test scenes.
+it could be given), and never a test scene (the trainer keeps the last tenth of this text, which lies within
+the val scenes of play_tasks' split, for its validation loss). Passages of one scene share a subject and the
+people addressed, so intervals come from a bootstrap over test scenes.
 """
 from collections import Counter
 
@@ -30,7 +30,7 @@ from gpt.play_tasks import load_scenes, split_scenes
 from gpt.transfer import Passages, encodable
 
 N_CHARACTERS = 8
-PASSAGE_TOKENS = 64  # short enough that the scarcest of 8 characters has 125 chunks, for 1000 balanced labels
+PASSAGE_TOKENS = 64  # short enough for a balanced pool of 1000 labels from 8 characters (125 chunks each)
 MIN_TEST_SCENES = 2
 
 
@@ -55,7 +55,10 @@ def major_characters(scenes, test_scenes, n):
             volume[scene.play, speaker] += len(verse([(speaker, lines)]))
     for scene in test_scenes:
         tested.update({(scene.play, speaker) for speaker, _ in scene.speeches})
-    return [character for character, _ in volume.most_common() if tested[character] >= MIN_TEST_SCENES][:n]
+    chosen = [character for character, _ in volume.most_common() if tested[character] >= MIN_TEST_SCENES][:n]
+    if len(chosen) < n:
+        raise ValueError(f"only {len(chosen)} characters speak in {MIN_TEST_SCENES} test scenes or more; asked for {n}")
+    return chosen
 
 
 class SpeakerTask:
