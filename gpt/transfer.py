@@ -13,7 +13,9 @@ style and a cast, so they are not independent evidence: intervals come from a bo
 A label-count curve (ULMFiT's Fig. 3) trains each classifier on the first n passages of one labelled pool
 per fold, for growing n, and tests every n on the same passages, so the methods and the label counts are
 compared on equal terms. Everything here is model-agnostic: any classifier that maps passages of token ids to
-genres can be measured with it.
+genres can be measured with it. Passages, the validation split and the statistics (bootstrap_by_group,
+matching_factor, summarise_curve) serve the speaker task too (gpt/speaker_task.py); gpt/label_curve.py runs
+the curve for either.
 """
 from dataclasses import dataclass
 
@@ -32,10 +34,10 @@ BOOTSTRAP_DRAWS = 2000
 class Passages:
     ids: np.ndarray  # (N, passage_tokens) token ids
     labels: np.ndarray  # (N,) class ids, indices into CLASSES
-    plays: np.ndarray  # (N,) the name of the play each passage comes from
+    groups: np.ndarray  # (N,) what each passage comes from, the unit the bootstrap resamples (here: the play)
 
     def __getitem__(self, index):
-        return Passages(self.ids[index], self.labels[index], self.plays[index])
+        return Passages(self.ids[index], self.labels[index], self.groups[index])
 
     def __len__(self):
         return len(self.labels)
@@ -111,10 +113,10 @@ def sample_passages(plays, n, passage_tokens, play_tokens, rng):
     return Passages(np.stack(ids), np.asarray(labels), np.asarray(names))
 
 
-def split_validation(labelled, rng):
+def split_validation(labelled, rng, n_classes=len(CLASSES)):
     """(train, val): a random VAL_FRACTION of the labelled passages (at least one per class on average) is
     kept aside to choose the stopping step, so no choice ever looks at a test passage."""
-    n_val = max(len(CLASSES), round(VAL_FRACTION * len(labelled)))
+    n_val = max(n_classes, round(VAL_FRACTION * len(labelled)))
     order = rng.permutation(len(labelled))
     return labelled[order[n_val:]], labelled[order[:n_val]]
 
@@ -129,12 +131,13 @@ def curve_passages(test_plays, max_labelled, n_test, passage_tokens, play_tokens
     return pool, test
 
 
-def bootstrap_by_play(plays, values, rng, draws=BOOTSTRAP_DRAWS):
-    """95% interval of the mean of `values` (one per passage) when whole plays are resampled with replacement:
-    the test's unit of independence is the play, whose passages share a style and a cast."""
-    names, play_of = np.unique(plays, return_inverse=True)
-    sums = np.bincount(play_of, weights=values, minlength=len(names))
-    counts = np.bincount(play_of, minlength=len(names))
+def bootstrap_by_group(groups, values, rng, draws=BOOTSTRAP_DRAWS):
+    """95% interval of the mean of `values` (one per passage) when whole groups are resampled with
+    replacement: the test's unit of independence is the play (genre) or the scene (speaker), whose passages
+    share a style, a cast and a subject."""
+    names, group_of = np.unique(groups, return_inverse=True)
+    sums = np.bincount(group_of, weights=values, minlength=len(names))
+    counts = np.bincount(group_of, minlength=len(names))
     picks = rng.integers(0, len(names), size=(draws, len(names)))
     means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
     return tuple(np.percentile(means, [2.5, 97.5]))
@@ -159,15 +162,15 @@ def matching_factor(n, accuracy, counts, baseline):
 
 
 def summarise_curve(records, counts, baseline, rng):
-    """Rows of a label-count curve from records {"method", "n", "seed", "fold", "plays", "correct"}, one per
+    """Rows of a label-count curve from records {"method", "n", "seed", "fold", "groups", "correct"}, one per
     classifier trained (correct: (n_test,) bools on its fold's test passages, in the same order for every
     method). One row per (method, n): accuracy over every seed's and fold's test passages with its bootstrap
-    interval over plays; for methods other than `baseline`, the paired gain over it with its interval, and
-    k from matching_factor."""
+    interval over groups (plays or scenes); for methods other than `baseline`, the paired gain over it with its
+    interval, and k from matching_factor."""
     def pooled(method, n):
         chosen = sorted((r for r in records if r["method"] == method and r["n"] == n),
                         key=lambda r: (r["seed"], r["fold"]))
-        return (np.concatenate([r["plays"] for r in chosen]),
+        return (np.concatenate([r["groups"] for r in chosen]),
                 np.concatenate([r["correct"] for r in chosen]).astype(float))
 
     methods = list(dict.fromkeys(r["method"] for r in records))
@@ -175,13 +178,13 @@ def summarise_curve(records, counts, baseline, rng):
     rows = []
     for method in methods:
         for n in counts:
-            plays, correct = pooled(method, n)
+            groups, correct = pooled(method, n)
             row = {"method": method, "n": n, "test_passages": len(correct), "accuracy": correct.mean()}
-            row["ci_low"], row["ci_high"] = bootstrap_by_play(plays, correct, rng)
+            row["ci_low"], row["ci_high"] = bootstrap_by_group(groups, correct, rng)
             if method != baseline:
                 gain = correct - pooled(baseline, n)[1]  # the same test passages, in the same order
                 row["gain"] = gain.mean()
-                row["gain_low"], row["gain_high"] = bootstrap_by_play(plays, gain, rng)
+                row["gain_low"], row["gain_high"] = bootstrap_by_group(groups, gain, rng)
                 row["k"], row["k_bound"] = matching_factor(n, correct.mean(), counts, baseline_curve)
             rows.append(row)
     return rows

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from gpt import pretrain_cache, transfer
+from gpt import label_curve, pretrain_cache, transfer
 from gpt.model import GPT, GPTConfig
 from gpt.train import TrainConfig
 from tokenizer import CharTokenizer
@@ -57,10 +57,10 @@ def test_the_bootstrap_resamples_plays_not_passages():
     # give a tight interval around 0.5; the plays are the real evidence, and there are only two.
     plays = np.repeat(["a", "b"], 100)
     values = np.repeat([1.0, 0.0], 100)
-    low, high = transfer.bootstrap_by_play(plays, values, rng)
+    low, high = transfer.bootstrap_by_group(plays, values, rng)
     assert low == 0.0 and high == 1.0
     many = np.repeat([f"p{i}" for i in range(40)], 4)
-    low, high = transfer.bootstrap_by_play(many, np.tile([1.0, 0.0], 80), rng)
+    low, high = transfer.bootstrap_by_group(many, np.tile([1.0, 0.0], 80), rng)
     assert (low, high) == (0.5, 0.5)  # every play half right: no spread between plays
 
 
@@ -71,7 +71,7 @@ def test_passages_are_balanced_and_come_from_the_given_plays():
     assert passages.ids.shape == (9, 16)
     assert np.bincount(passages.labels).tolist() == [3, 3, 3]
     names = {transfer.CLASSES.index(genre): plays[genre][0].stem for genre in plays}
-    assert all(names[label] == play for label, play in zip(passages.labels, passages.plays))
+    assert all(names[label] == play for label, play in zip(passages.labels, passages.groups))
 
 
 def test_pretraining_is_cached_and_reads_no_labelled_play(tmp_path, monkeypatch, capsys):
@@ -145,7 +145,7 @@ def test_initial_weights_are_pinned_to_the_pretraining_format_version():
     then bump PRETRAIN_FORMAT_VERSION in gpt/pretrain_cache.py and update the digest here."""
     model = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=16), seed=0)
     pinned = {2: "0c8b341c2663b1ef"}  # PRETRAIN_FORMAT_VERSION -> digest (version 1 drew bba2647cfac7dac2)
-    assert example.weights_digest(model) == pinned[pretrain_cache.PRETRAIN_FORMAT_VERSION]
+    assert label_curve.weights_digest(model) == pinned[pretrain_cache.PRETRAIN_FORMAT_VERSION]
 
 
 # --- the label-count curve's protocol ---
@@ -156,7 +156,7 @@ def test_the_curve_pool_is_nested_balanced_and_never_from_a_test_play():
     fold = transfer.make_folds(4, np.random.default_rng(0))[1]
     pool, test = transfer.curve_passages(fold, 60, 30, 16, transfer.PlayTokens(tok), seed=3, fold=1)
     tested = {p.stem for plays in fold.values() for p in plays}
-    assert set(test.plays) <= tested and not set(pool.plays) & tested
+    assert set(test.groups) <= tested and not set(pool.groups) & tested
     for n in (6, 30, 60):
         assert np.bincount(pool[:n].labels).tolist() == [n // 3] * 3
     again, test_again = transfer.curve_passages(fold, 30, 30, 16, transfer.PlayTokens(tok), seed=3, fold=1)
@@ -201,7 +201,7 @@ def test_curve_smoke_run_is_cached(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached point was trained again")
 
-    monkeypatch.setattr(example, "train_method", no_training)
+    monkeypatch.setattr(label_curve, "train_method", no_training)
     again = example.run(example.parse_args(argv))
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
 
@@ -209,7 +209,7 @@ def test_curve_smoke_run_is_cached(tmp_path, monkeypatch):
 def test_the_curve_summary_pairs_each_method_with_the_baseline_on_the_same_passages():
     plays = np.repeat([f"p{i}" for i in range(10)], 4)  # 10 test plays, 4 passages each, one fold
     def record(method, n, correct):
-        return {"method": method, "n": n, "seed": 0, "fold": 0, "plays": plays, "correct": np.asarray(correct)}
+        return {"method": method, "n": n, "seed": 0, "fold": 0, "groups": plays, "correct": np.asarray(correct)}
     right = lambda fraction: np.arange(40) < round(40 * fraction)  # noqa: E731
     records = [record("scratch", 10, right(0.4)), record("scratch", 100, right(0.6)),
                record("tuned", 10, right(0.6)), record("tuned", 100, right(0.7))]
