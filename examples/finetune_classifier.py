@@ -59,11 +59,11 @@ from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.pretrained import load_pretrained  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
+from gpt import transfer_runs  # noqa: E402
 from gpt.speaker_task import N_CHARACTERS, PASSAGE_TOKENS, SpeakerTask, class_counts, labelled_pool  # noqa: E402
-from gpt.train import TrainConfig  # noqa: E402
 from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passages, encodable,  # noqa: E402
                           make_folds, play_text, sample_passages, split_validation, summarise_curve,
-                          training_plays, unlabelled_plays)
+                          training_plays)
 import nanograd  # noqa: E402
 
 METHODS = (FINE_TUNED, SCRATCH)
@@ -75,27 +75,24 @@ TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer
 
 
 def pretrain_config(args, iters):
-    """The TrainConfig of pretraining; out_dir, data and resume are filled in where it runs."""
-    return TrainConfig(
-        tokenizer=args.tokenizer, vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
-        n_embd=args.n_embd, block_size=args.block_size, max_iters=iters, warmup_iters=min(100, iters // 10),
-        eval_interval=max(1, iters // 4), eval_iters=10, sample_tokens=0, seed=args.seed, progress=args.progress,
-    )
-
-
-def unlabelled_text(args):
-    return "".join(play_text(play) for play in unlabelled_plays())[: args.pretrain_chars]
+    """The TrainConfig of pretraining (gpt/transfer_runs.py) with this run's sizes; out_dir, data and resume are
+    filled in where it runs."""
+    return transfer_runs.pretrain_config(iters, args.seed, args.progress, tokenizer=args.tokenizer,
+                                         vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
+                                         n_embd=args.n_embd, block_size=args.block_size)
 
 
 def pretrain(args, task=None):
     """Train a small GPT on text no test passage comes from; returns its checkpoint directory. Genre (task
     None): the plays no fold labels (problem plays and romances); speaker: every scene but the test scenes,
     without speaker names (gpt/speaker_task.py). Cached under its key (pretrain_key): a second run starts at once."""
-    text = task.pretraining_text()[: args.pretrain_chars] if task else unlabelled_text(args)
     config = pretrain_config(args, args.pretrain_iters)
-    out = cache_dir() / f"{'speaker' if task else 'finetune'}-pretrain-{pretrain_key(text, config)}"
+    if task is None:
+        return transfer_runs.pretrain_on_unlabelled(config, args.pretrain_chars)
+    text = task.pretraining_text()[: args.pretrain_chars]
+    out = cache_dir() / f"speaker-pretrain-{pretrain_key(text, config)}"
     return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
-                                              f"of {'the non-test scenes' if task else 'unlabelled plays'}")
+                                              "of the non-test scenes")
 
 
 def pretrain_more(args, base_ckpt, test_plays):
@@ -103,7 +100,7 @@ def pretrain_more(args, base_ckpt, test_plays):
     unlabelled plays and this fold's training plays (whose labels the fold uses anyway), never its test plays.
     It keeps the base model's tokenizer, so its passages are the same ids as every other method's."""
     train_plays = [play for plays in training_plays(test_plays).values() for play in plays]
-    text = unlabelled_text(args) + "".join(play_text(play) for play in train_plays)
+    text = transfer_runs.unlabelled_text(args.pretrain_chars) + "".join(play_text(play) for play in train_plays)
     text = encodable(text, load_model(base_ckpt)[1])  # the base model's tokenizer must read it all
     config = pretrain_config(args, args.pretrain_iters + args.more_pretraining)
     out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config, base=base_ckpt.parent.name)}"

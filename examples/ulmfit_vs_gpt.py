@@ -45,7 +45,7 @@ from gpt.lstm_classifier import LSTMClassifier  # noqa: E402
 from gpt.models import build  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
-from gpt.transfer import CLASSES, PlayTokens, bootstrap_by_play, make_folds  # noqa: E402
+from gpt.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
 from gpt.transfer_runs import fold_passages, pretrain_config, pretrain_on_unlabelled, unlabelled_text  # noqa: E402
 
 METHODS = ("GPT fine-tuned", "GPT from scratch", "LSTM fine-tuned", "LSTM from scratch")
@@ -125,11 +125,11 @@ def run_fold(k, test_plays, models, play_tokens, args, seed):
 def summarise(results, rng):
     """{"methods": {method: accuracy, interval, per fold}, "gains": {family: gain, interval}} over every fold."""
     labels = np.concatenate([test.labels for _, test in results])
-    plays = np.concatenate([test.plays for _, test in results])
+    plays = np.concatenate([test.groups for _, test in results])
     correct = {m: (np.concatenate([pred[m] for pred, _ in results]) == labels).astype(float) for m in METHODS}
     summary = {"test_passages": len(labels), "test_plays": len(set(plays)), "methods": {}, "gains": {}}
     for m in METHODS:
-        low, high = bootstrap_by_play(plays, correct[m], rng)
+        low, high = bootstrap_by_group(plays, correct[m], rng)
         per_fold = [float(np.mean(pred[m] == test.labels)) for pred, test in results]
         summary["methods"][m] = dict(accuracy=correct[m].mean(), low=low, high=high, per_fold=per_fold)
     comparisons = {"GPT: fine-tuned - from scratch": ("GPT fine-tuned", "GPT from scratch"),
@@ -137,7 +137,7 @@ def summarise(results, rng):
                    "LSTM fine-tuned - GPT fine-tuned": ("LSTM fine-tuned", "GPT fine-tuned")}
     for name, (a, b) in comparisons.items():
         gain = correct[a] - correct[b]  # the same test passages, in the same order
-        low, high = bootstrap_by_play(plays, gain, rng)
+        low, high = bootstrap_by_group(plays, gain, rng)
         folds_won = sum(x > y for x, y in zip(summary["methods"][a]["per_fold"], summary["methods"][b]["per_fold"]))
         summary["gains"][name] = dict(gain=gain.mean(), low=low, high=high, folds_won=folds_won)
     return summary

@@ -36,7 +36,7 @@ def pretrain_on_unlabelled(config, chars=None):
     with equal tokenizer settings read the same token ids."""
     text = unlabelled_text(chars)
     out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config)}"
-    return train_cached(out, text, config, f"pretrained {config.model} {config.max_iters} steps on {len(text):,} "
+    return train_cached(out, text, config, f"pretrained {config.max_iters} steps ({config.model}) on {len(text):,} "
                                               "characters of unlabelled plays")
 
 
