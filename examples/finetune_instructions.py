@@ -41,8 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.checkpoint import CheckpointError, load_checkpoint  # noqa: E402  (after the path set-up above)
-from gpt.corpus import cache_dir, shakespeare, text_digest  # noqa: E402
+from gpt.checkpoint import load_checkpoint  # noqa: E402  (after the path set-up above)
+from gpt.corpus import cache_dir, shakespeare  # noqa: E402
 from gpt.files import write_atomic  # noqa: E402
 from gpt.generate import stream_text  # noqa: E402
 from gpt.instruct import (InstructVocab, encode_record, format_prompt, greedy_correct,  # noqa: E402
@@ -50,9 +50,10 @@ from gpt.instruct import (InstructVocab, encode_record, format_prompt, greedy_co
 from gpt.instruct_tune import fine_tune, save_instruct_checkpoint  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.play_tasks import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402
+from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
-from gpt.train import TrainConfig, Trainer  # noqa: E402
+from gpt.transfer_runs import pretrain_config  # noqa: E402
 import nanograd  # noqa: E402
 
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
@@ -64,34 +65,14 @@ TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer
 
 def pretrain(args):
     """Train a GPT on all the plays (the first --pretrain-chars characters, if given); returns its checkpoint
-    directory, cached by text and settings."""
+    directory, cached under a key of the text and every setting (gpt/pretrain_cache.py)."""
     text = shakespeare()[: args.pretrain_chars]
-    settings = {name: getattr(args, name) for name in ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd",
-                                                        "block_size", "pretrain_iters", "seed")}
-    out = cache_dir() / f"instruct-pretrain-{text_digest(text + repr(sorted(settings.items())))}"
-    try:
-        if load_checkpoint(out / "ckpt").step == args.pretrain_iters:
-            print(f"pretrained model: {out / 'ckpt'} (cached)")
-            return out / "ckpt"
-        resume = True  # an interrupted pretraining continues where it stopped
-    except CheckpointError:
-        resume = False
-    out.mkdir(parents=True, exist_ok=True)
-    data_file = out / "plays.txt"
-    write_atomic(data_file, text.encode("utf-8"))
-    config = TrainConfig(
-        out_dir=str(out), data=str(data_file), tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
-        max_iters=args.pretrain_iters, warmup_iters=min(100, args.pretrain_iters // 10),
-        eval_interval=max(1, args.pretrain_iters // 4), eval_iters=10, sample_tokens=0, seed=args.seed,
-        resume=resume, progress=args.progress,
-    )
-    result = Trainer(config).train()
-    if result.interrupted:
-        raise RuntimeError("pretraining was interrupted; run again to continue it")
-    print(f"pretrained {args.pretrain_iters} steps on {len(text):,} characters of the plays: "
-          f"val loss {result.val_loss:.3f} (cached in {out})")
-    return out / "ckpt"
+    config = pretrain_config(args.pretrain_iters, args.seed, args.progress, tokenizer=args.tokenizer,
+                             vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
+                             n_embd=args.n_embd, block_size=args.block_size)
+    out = cache_dir() / f"instruct-pretrain-{pretrain_key(text, config)}"
+    return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
+                                              "of the plays")
 
 
 def encode_split(vocab, records, block_size, split):
