@@ -2,7 +2,8 @@
 train and val, and draw random (B, T) batches from them.
 
 Everything derived from a corpus (tokenizers, token ids) is cached under `corpus.cache_dir()`, keyed by a
-digest of the text and of the tokenizer, so a second run starts at once and a changed file is re-tokenized.
+digest of the text, of the tokenizer and of TOKENIZE_FORMAT_VERSION, so a second run starts at once, a changed
+file is re-tokenized, and a change to the code that trains or applies tokenizers is not hidden by old files.
 """
 import hashlib
 import io
@@ -17,6 +18,14 @@ from gpt.files import write_atomic
 
 TOKENIZER_KINDS = ("char", "bpe")
 VAL_FRACTION = 0.1
+# Part of the key of every cached tokenizer and id file. Bump it when a change to tokenizer/ would train a
+# different tokenizer from the same text, or encode the same text to different ids.
+TOKENIZE_FORMAT_VERSION = 1
+
+
+def _cache_key(text):
+    """The digest naming what is cached for `text`: the text and the format version."""
+    return corpus.text_digest(f"version {TOKENIZE_FORMAT_VERSION}\n{text}")
 
 
 def build_tokenizer(kind, text, vocab_size=None, cache=None):
@@ -26,11 +35,11 @@ def build_tokenizer(kind, text, vocab_size=None, cache=None):
     "bpe": byte-level BPE with the GPT-4 split pattern and `vocab_size` tokens.
     """
     if kind == "char":
-        prefix = corpus.cache_dir(cache) / f"char-{corpus.text_digest(text)}"
+        prefix = corpus.cache_dir(cache) / f"char-{_cache_key(text)}"
     elif kind == "bpe":
         if vocab_size is None or vocab_size <= 256:
             raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
-        prefix = corpus.cache_dir(cache) / f"bpe{vocab_size}-{corpus.text_digest(text)}"
+        prefix = corpus.cache_dir(cache) / f"bpe{vocab_size}-{_cache_key(text)}"
     else:
         raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
     model_path = prefix.with_name(prefix.name + ".model")
@@ -48,7 +57,7 @@ def build_tokenizer(kind, text, vocab_size=None, cache=None):
 def token_ids(text, tok, tokenizer_path, cache=None):
     """The ids of `text`, memory-mapped from a cached .npy file (uint16 when the vocabulary fits, else uint32)."""
     tokenizer_digest = hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()[:16]
-    path = corpus.cache_dir(cache) / f"tokens-{corpus.text_digest(text)}-{tokenizer_digest}.npy"
+    path = corpus.cache_dir(cache) / f"tokens-{_cache_key(text)}-{tokenizer_digest}.npy"
     if not path.exists():
         ids = np.asarray(tok.encode(text), dtype=np.int64)
         dtype = np.uint16 if ids.size == 0 or ids.max() < 2**16 else np.uint32

@@ -125,6 +125,17 @@ def test_token_ids_are_memory_mapped_and_cached(tmp_path):
     np.testing.assert_array_equal(again, ids)
 
 
+def test_a_new_tokenize_format_version_is_not_served_old_files(tmp_path, monkeypatch):
+    text = "to be or not to be\n" * 50
+    tok, tok_file = data.build_tokenizer("char", text, cache=tmp_path)
+    data.token_ids(text, tok, tok_file, cache=tmp_path)
+    monkeypatch.setattr(data, "TOKENIZE_FORMAT_VERSION", data.TOKENIZE_FORMAT_VERSION + 1)
+    _, new_file = data.build_tokenizer("char", text, cache=tmp_path)
+    assert new_file != tok_file
+    data.token_ids(text, tok, new_file, cache=tmp_path)
+    assert len(list(tmp_path.glob("char-*.model"))) == 2 and len(list(tmp_path.glob("tokens-*.npy"))) == 2
+
+
 @pytest.mark.parametrize("kind, vocab_size", [("char", None), ("bpe", 300)])
 def test_prepare_tokenizes_splits_and_caches(tmp_path, monkeypatch, kind, vocab_size):
     text = "".join(f"SPEAKER {i % 7}:\nWhat light through yonder window {i} breaks?\n\n" for i in range(300))
