@@ -10,9 +10,14 @@ package. Progress, evaluations, a checkpoint (out/shakespeare/ckpt), log.csv and
 --out-dir; it ends by printing ~500 generated characters. Sample more later with
     python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:"
 """
+import os
 import sys
 from pathlib import Path
 
+# OpenBLAS reads this once, when NumPy loads it, so only a program's entry can set it, before any import: its
+# idle threads then go to sleep almost at once instead of spinning on the cores that the next numba kernel,
+# or another program, needs (benchmarks/run.py with and without it: README, Benchmarks).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from gpt import train  # noqa: E402  (after the path set-up above)

@@ -14,6 +14,10 @@ make this call at their entry. It does three things, each only where the user ha
   arrays every step; glibc serves big allocations with fresh pages from the OS and unmaps them on free,
   so every step would page-fault them in again and the OS would zero every page first.
 - numba and OpenBLAS use `threads` threads (kernels.set_num_threads), when given.
+
+One more setting cannot be made here: OpenBLAS reads OPENBLAS_THREAD_TIMEOUT (how long its idle threads spin
+before they sleep) once, when NumPy loads it, before this call can run. A program that trains sets it at its
+very start, as examples/train_shakespeare.py does.
 """
 import ctypes
 import os
