@@ -290,12 +290,7 @@ def build_arg_parser():
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
     g = p.add_argument_group("pretraining (when neither --ckpt nor --pretrained is given)")
-    g.add_argument("--pretrain-iters", type=int, default=1500, help="optimizer steps of pretraining")
-    g.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of text")
-    g.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
-    g.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the bpe tokenizer (default 1024)")
-    for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 128)):
-        g.add_argument(f"--{name}", type=int, default=default, help=f"{name} of the model (default {default})")
+    transfer_runs.add_pretraining_flags(g, iters=1500)
     g = p.add_argument_group("the task and fine-tuning")
     g.add_argument("--folds", type=int, default=4, help="genre: folds of the labelled plays; each is the test set once")
     g.add_argument("--characters", type=int, default=N_CHARACTERS, help="speaker: the characters to tell apart")
@@ -307,13 +302,7 @@ def build_arg_parser():
                    help="genre: test passages per fold (speaker tests on every passage of its test scenes)")
     g.add_argument("--pool", choices=("mean", "last"), default="mean",
                    help="the head reads the hidden states averaged over the passage, or the last one's")
-    g.add_argument("--steps", type=int, default=150, help="optimizer steps for each classifier")
-    g.add_argument("--batch-size", type=int, default=16, help="passages per step")
-    g.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head (top group)")
-    g.add_argument("--lr-decay", type=float, default=2.6, help="each lower group's rate is this times smaller")
-    g.add_argument("--unfreeze-every", type=int, default=20, help="steps between unfreezing the next group")
-    g.add_argument("--scratch-lr", type=float, default=1e-3, help="learning rate of the from-scratch model")
-    g.add_argument("--eval-every", type=int, default=25, help="steps between evaluations")
+    transfer_runs.add_classifier_flags(g)
     g = p.add_argument_group("the label-count curve (--curve; every trained classifier is cached)")
     g.add_argument("--curve", action="store_true", help="accuracy against the number of labelled passages")
     g.add_argument("--label-counts", type=_counts, default=None,

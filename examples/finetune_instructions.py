@@ -53,7 +53,7 @@ from gpt.play_tasks import FAMILIES, KNOWLEDGE, READING, family_sizes, make_reco
 from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
-from gpt.transfer_runs import pretrain_config  # noqa: E402
+from gpt.transfer_runs import add_pretraining_flags, pretrain_config  # noqa: E402
 import nanograd  # noqa: E402
 
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
@@ -211,12 +211,7 @@ def build_arg_parser():
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     g = p.add_argument_group("pretraining (without --ckpt)")
-    g.add_argument("--pretrain-iters", type=int, default=2000, help="optimizer steps of pretraining")
-    g.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of the plays")
-    g.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
-    g.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the bpe tokenizer (default 1024)")
-    for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 128)):
-        g.add_argument(f"--{name}", type=int, default=default, help=f"{name} of the model (default {default})")
+    add_pretraining_flags(g, iters=2000)
     g = p.add_argument_group("the records and fine-tuning")
     g.add_argument("--train-records", type=int, default=600, help="training records per family")
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")

@@ -46,7 +46,8 @@ from gpt.models import build  # noqa: E402
 from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
 from gpt.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
-from gpt.transfer_runs import fold_passages, pretrain_config, pretrain_on_unlabelled, unlabelled_text  # noqa: E402
+from gpt.transfer_runs import (add_classifier_flags, add_pretraining_flags, fold_passages, pretrain_config,  # noqa: E402
+                               pretrain_on_unlabelled, unlabelled_text)
 
 METHODS = ("GPT fine-tuned", "GPT from scratch", "LSTM fine-tuned", "LSTM from scratch")
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test).
@@ -186,9 +187,7 @@ def build_arg_parser():
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
     g = p.add_argument_group("pretraining (finetune_classifier.py's defaults)")
-    g.add_argument("--pretrain-iters", type=int, default=1500, help="optimizer steps of each pretraining")
-    g.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of text")
-    g.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
+    add_pretraining_flags(g, iters=1500, sizes=False)
     for name, default in (("n-embd", 128), ("gpt-layers", 4), ("gpt-heads", 4), ("lstm-layers", 2),
                           ("block-size", 128)):
         g.add_argument(f"--{name}", type=int, default=default, help=f"(default {default})")
@@ -197,13 +196,7 @@ def build_arg_parser():
     g.add_argument("--passage-tokens", type=int, default=128, help="tokens per passage (at most --block-size)")
     g.add_argument("--train-passages", type=int, default=200, help="labelled passages per fold (validation included)")
     g.add_argument("--test-passages", type=int, default=240, help="test passages per fold")
-    g.add_argument("--steps", type=int, default=150, help="optimizer steps for each classifier")
-    g.add_argument("--batch-size", type=int, default=16, help="passages per step")
-    g.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate of the head of a fine-tuned model")
-    g.add_argument("--lr-decay", type=float, default=2.6, help="each lower group's rate is this times smaller")
-    g.add_argument("--unfreeze-every", type=int, default=20, help="steps between unfreezing the next group")
-    g.add_argument("--scratch-lr", type=float, default=1e-3, help="(peak) learning rate of a from-scratch model")
-    g.add_argument("--eval-every", type=int, default=25, help="steps between evaluations")
+    add_classifier_flags(g)
     return p
 
 

@@ -55,3 +55,30 @@ def fold_passages(test_plays, k, seed, n_labelled, n_test, passage_tokens, play_
     test = sample_passages(test_plays, n_test, passage_tokens, play_tokens, rng)
     train, val = split_validation(labelled, rng)
     return FoldPassages(train, val, test)
+
+
+def add_pretraining_flags(group, iters, sizes=True):
+    """The pretraining flags the fine-tuning examples share, on an argparse group: --pretrain-iters (default
+    `iters`), --pretrain-chars, --tokenizer, and with `sizes` --vocab-size and the GPT's --n-layer, --n-head,
+    --n-embd, --block-size (GENRE_PRETRAINING's values as defaults)."""
+    group.add_argument("--pretrain-iters", type=int, default=iters, help="optimizer steps of pretraining")
+    group.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of text")
+    group.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
+    if sizes:
+        group.add_argument("--vocab-size", type=int, default=GENRE_PRETRAINING["vocab_size"],
+                           help="vocabulary of the bpe tokenizer (default %(default)s)")
+        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+            group.add_argument(f"--{name.replace('_', '-')}", type=int, default=GENRE_PRETRAINING[name],
+                               help=f"{name} of the model (default %(default)s)")
+
+
+def add_classifier_flags(group):
+    """The classifier-training flags of the genre protocol (ULMFiT's fine-tuning against training from
+    scratch), on an argparse group."""
+    group.add_argument("--steps", type=int, default=150, help="optimizer steps for each classifier")
+    group.add_argument("--batch-size", type=int, default=16, help="passages per step")
+    group.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate of a fine-tuned model's head")
+    group.add_argument("--lr-decay", type=float, default=2.6, help="each lower group's rate is this times smaller")
+    group.add_argument("--unfreeze-every", type=int, default=20, help="steps between unfreezing the next group")
+    group.add_argument("--scratch-lr", type=float, default=1e-3, help="(peak) learning rate of a from-scratch model")
+    group.add_argument("--eval-every", type=int, default=25, help="steps between evaluations")
