@@ -1,11 +1,15 @@
-"""Scale-out row: data-parallel training on this machine, N MPI ranks x 1 thread against 1 process x N threads.
+"""Scale-out rows: data-parallel training on this machine, N MPI ranks x 1 thread against 1 process x N threads,
+and against PyTorch.
 
 Both sides run the same data-parallel training step (forward, backward, allreduce of the gradients, clip,
 AdamW; see gpt/distributed.py) on config a's global batch, which N ranks split into equal slices; in one
 process the allreduce is skipped. Each side runs in a fresh child process, back to back in the same run:
 `python -m benchmarks.scaleout a N 0` and `mpirun -n N python -m benchmarks.scaleout a 1 0`, three times each
 in turn (once with --quick), reporting medians. Tokens/s counts the global batch, timed on rank 0 (the
-allreduce keeps the ranks in step). Without mpi4py or mpirun the row shows the single process alone.
+allreduce keeps the ranks in step). PyTorch's config-a step (one process of N threads, as in the training
+group) runs in the same rounds, for the second row: the ranks, which the front door runs by default where MPI
+is installed (distributed.auto_ranks), against PyTorch. Without mpi4py or mpirun the first row shows the
+single process alone.
 """
 import json
 import os
@@ -17,6 +21,7 @@ import numpy as np
 
 from benchmarks.configs import CONFIGS, make_batch, median_seconds, rounds_for
 from benchmarks.run import THREAD_VARIABLES
+from benchmarks.training import run_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,19 +83,26 @@ def run_child(launcher, name, threads, quick):
 def run(quick: bool, threads: int) -> list:
     name = "a"
     tokens = CONFIGS[name]["batch_size"] * CONFIGS[name]["config"]["block_size"]
-    row = {"name": f"scale-out config {name}: {threads} ranks x 1 thread vs 1 x {threads} threads",
-           "unit": "tokens/s", "ours": None}
     launcher = mpirun() if threads > 1 else None
-    single, ranks = [], []
-    # The sides alternate, so that load from other processes on a shared machine falls on both alike.
+    single, ranks, torch_seconds = [], [], []
+    # The sides alternate, so that load from other processes on a shared machine falls on all alike.
     for _ in range(1 if quick else 3):
         single.append(run_child([], name, threads, quick))
         if launcher is not None:
             ranks.append(run_child([launcher, "-n", str(threads)], name, 1, quick))
-    row["peer"] = tokens / float(np.median(single))
+        peer = run_peer("train", name, threads, *rounds_for(name, quick))
+        if peer is not None:
+            torch_seconds.append(peer["seconds"])
+    row = {"name": f"scale-out config {name}: {threads} ranks x 1 thread vs 1 x {threads} threads",
+           "unit": "tokens/s", "ours": None, "peer": tokens / float(np.median(single))}
+    rows = [row]
     if ranks:
         row.update(ours=tokens / float(np.median(ranks)), ratio=float(np.median(single) / np.median(ranks)))
-    return [row]
+        if torch_seconds:  # what the front door runs (distributed.auto_ranks) against PyTorch in one process
+            rows.append({"name": f"  {threads} ranks x 1 thread vs PyTorch, 1 x {threads} threads", "unit": "tokens/s",
+                         "ours": row["ours"], "peer": tokens / float(np.median(torch_seconds)),
+                         "ratio": float(np.median(torch_seconds) / np.median(ranks))})
+    return rows
 
 
 if __name__ == "__main__":

@@ -75,7 +75,19 @@ def train_row(name: str, threads: int, quick: bool) -> dict:
         # Same weights, same batch: the first losses must agree (float32 sums in different orders).
         if abs(first_loss - peer["first_loss"]) > 1e-4 * abs(peer["first_loss"]):
             raise AssertionError(f"config {name}: our loss {first_loss} != PyTorch's {peer['first_loss']}")
-        row.update(peer=tokens / peer["seconds"], peer_ms=1e3 * peer["seconds"], ratio=peer["seconds"] / seconds)
+        row.update(peer=tokens / peer["seconds"], peer_ms=1e3 * peer["seconds"], ratio=peer["seconds"] / seconds,
+                   peer_gflops=flops_per_token(model) * tokens / peer["seconds"] / 1e9)
+    return row
+
+
+def compute_rate_row(train: dict, threads: int) -> dict:
+    """A train row's arithmetic rate, ours and the peer's, by nanoGPT's FLOP estimate, beside the machine's
+    measured fp32 peak: how much faster either side could still go."""
+    peak = FP32_PEAK_GFLOPS.get(threads, FP32_PEAK_GFLOPS[2])
+    row = {"name": f"  the same in GFLOP/s (fp32 peak at {threads} threads: {peak:.0f})", "unit": "GFLOP/s",
+           "ours": train["gflops"]}
+    if "peer_gflops" in train:
+        row.update(peer=train["peer_gflops"], ratio=train["gflops"] / train["peer_gflops"])
     return row
 
 
@@ -145,8 +157,9 @@ def under_load_row(idle: dict, threads: int, quick: bool) -> dict:
 
 
 def run(quick: bool, threads: int) -> list:
-    rows = [train_row("a", threads, quick), train_row("bpe", threads, quick), train_row("b", threads, quick)]
-    rows.append(under_load_row(rows[0], threads, quick))
+    trains = [train_row(name, threads, quick) for name in ("a", "bpe", "b")]
+    rows = [row for train in trains for row in (train, compute_rate_row(train, threads))]
+    rows.append(under_load_row(trains[0], threads, quick))
     rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), sample_row("a", threads, quick, 8)]
     rows += [memory_row(name, threads, quick) for name in ("a", "bpe", "b")]
     return rows

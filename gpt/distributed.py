@@ -162,10 +162,31 @@ class World:
         os._exit(1)  # MPICH's Abort can return before the launcher's kill arrives; go no further
 
 
+def usable_cores():
+    """The cores this process may run on: its CPU affinity (what `taskset` or a container allows) where the
+    system reports one, else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_threads(world):
     """Threads per process: this machine's cores shared among its ranks, at most 2 (more threads gain
     little on GPT shapes of this size; see benchmarks/scaleout.py), at least 1."""
-    return min(2, max(1, (os.cpu_count() or 1) // world.local_size))
+    return min(2, max(1, usable_cores() // world.local_size))
+
+
+def auto_ranks(batch_size, environ=os.environ):
+    """How many processes the front door trains with when no --ranks is given: 2 when this process has two
+    or more cores, no MPI launcher started it, the batch splits in two, and mpi4py and mpiexec are installed;
+    else None (this process alone). On two cores, two processes of one thread each run the default model's
+    steps faster than one process of two threads: each thread works on its own half of the batch, and no
+    thread waits for another inside every product (README, The main job; benchmarks/scaleout.py)."""
+    if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
+        return None
+    if importlib.util.find_spec("mpi4py") is None or find_launcher() is None:
+        return None
+    return 2
 
 
 def find_launcher():

@@ -342,13 +342,21 @@ def build_arg_parser(description=__doc__):
                              "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")
     parser.add_argument("--ranks", type=int, default=None,
                         help="train as this many data-parallel MPI processes, launched through mpiexec: the "
-                             "same as `mpirun -n N` before the command (needs the mpi extra)")
+                             "same as `mpirun -n N` before the command (needs the mpi extra). Default: 1, "
+                             "except in examples/train_shakespeare.py, which picks 2 when MPI is installed and "
+                             "the machine has two or more cores (--ranks 1 trains in one process)")
     return parser
 
 
-def main(argv=None, description=__doc__):
+def main(argv=None, description=__doc__, auto_ranks=False):
+    """Train from command-line flags. `auto_ranks`: without a --ranks flag, train as the processes
+    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone."""
     parser = build_arg_parser(description)
     args = parser.parse_args(argv)
+    if args.ranks is None and auto_ranks:
+        args.ranks = distributed.auto_ranks(args.batch_size)
+        if args.ranks:
+            print(f"training as {args.ranks} data-parallel processes (--ranks 1: this process alone)", flush=True)
     given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
     world = distributed.World()  # until MPI is connected, failures exit this process alone
     try:

@@ -1,6 +1,7 @@
 """Data-parallel training over MPI (gpt/distributed.py): the pieces that need no MPI, then two real ranks
 under mpirun checked against one process training on the same global batch."""
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,6 +94,21 @@ def test_plain_python_never_initialises_mpi(tmp_path):
                          env=_environment_without_launcher(tmp_path), timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1", "False"]
+
+
+def test_front_door_picks_two_ranks_only_where_they_can_run(monkeypatch):
+    """distributed.auto_ranks: 2 with two cores, MPI installed, no launcher and an even batch; else one process."""
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
+    monkeypatch.setattr(distributed, "find_launcher", lambda: "/usr/bin/mpiexec")
+    mpi4py_installed = importlib.util.find_spec("mpi4py") is not None
+    assert distributed.auto_ranks(12, environ={}) == (2 if mpi4py_installed else None)
+    assert distributed.auto_ranks(7, environ={}) is None  # does not split in two
+    assert distributed.auto_ranks(12, environ={"PMI_RANK": "0", "PMI_SIZE": "4"}) is None  # mpirun decides
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 1)
+    assert distributed.auto_ranks(12, environ={}) is None
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
+    monkeypatch.setattr(distributed, "find_launcher", lambda: None)
+    assert distributed.auto_ranks(12, environ={}) is None
 
 
 # ---- two ranks under mpirun ----

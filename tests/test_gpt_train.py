@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt import train
+from gpt import distributed, train
 from gpt.checkpoint import load_checkpoint
 from gpt.train import TrainConfig, Trainer, TrainingDiverged
 
@@ -138,6 +138,8 @@ def test_example_smoke_run_and_sample_cli(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "step 4: train loss" in run.stdout and (out / "ckpt" / "model.safetensors").is_file()
     assert (out / "loss.png").is_file() and len((out / "sample.txt").read_text(encoding="utf-8")) == 30
+    # Without --ranks the front door trains as two processes where MPI and two cores are there.
+    assert ("2 MPI ranks" in run.stdout) == (distributed.auto_ranks(4) == 2)
     sample = subprocess.run([sys.executable, "-m", "gpt.sample", "--ckpt", str(out / "ckpt"), "--prompt", "ROMEO:",
                              "--max-new-tokens", "25", "--seed", "0"],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
