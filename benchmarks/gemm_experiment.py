@@ -24,8 +24,8 @@ from the register-tiled ideal; no other tile shape measured better (narrower one
     BLAS 86. The one unstable case: that batched shape in two benchmark runs under load measured
     BLAS at 1.1x and 3.0x numba's time (OpenBLAS wakes its threads for every small GEMM), while
     with 1 thread BLAS took 0.39x of numba's time.
-BLAS wins at every shape class, by 3-8x, so the engine's matmul (nanograd/kernels/matmul.py) is
-np.matmul (with np.vecdot for a single row), and this GEMM moved here out of the library. Attention
+BLAS wins at every shape class, by 3-8x, so the engine's products are np.matmul, and this GEMM moved
+here out of the library. Attention
 never needs a batched matmul: it has its own fused kernel. `matmul_numba` stays as the measured
 alternative: benchmarks/kernels.py checks it against np.matmul and re-measures it on every run.
 """

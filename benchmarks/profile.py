@@ -7,7 +7,7 @@ which would inflate the cost of every Python call).
 
 `run NAME THREADS [STEPS]` trains config NAME (see benchmarks/configs.py) for STEPS steps (default 50) after two
 warm-up steps, which are not counted. `summarize` attributes every sample taken inside a training step to the innermost function of this
-project on its stack (`matmul_numpy` is BLAS, `attention_backward_numba` the fused attention kernel,
+project on its stack, or to BLAS when the sample is inside it (`attention_backward` is the fused attention kernel,
 `Tensor.backward` the graph walk itself, ...) and prints each one's share of the step.
 """
 import collections
@@ -40,7 +40,11 @@ def run(name: str, threads: int, steps: int) -> None:
 
 
 def innermost_project_function(stack: list) -> str:
-    """The deepest frame of a stack (outermost first) that is code of this project."""
+    """Where a sample of a stack (outermost first) is: inside BLAS (matrix products are NumPy's `@`, with no
+    function of this project around them but the op that calls them), else the deepest frame of this
+    project's code."""
+    if any("openblas" in frame.lower() for frame in stack):
+        return "BLAS matrix products (NumPy's @)"
     for frame in reversed(stack):
         match = FRAME.match(frame)
         if match and match["file"].startswith(PROJECT_DIRS):

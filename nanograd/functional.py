@@ -253,14 +253,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (n_out,):
         raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}")
     rows = x.data.reshape(-1, n_in)  # (N, in)
-    out = kernels.matmul(rows, weight.data.T)  # (N, out)
+    out = rows @ weight.data.T  # (N, out)
     if bias is not None:
         out += bias.data
 
     def backward(g):
         g = g.reshape(-1, n_out)
-        dx = kernels.matmul(g, weight.data).reshape(x.shape) if x.requires_grad else None
-        dweight = kernels.matmul(g.T, rows) if weight.requires_grad else None
+        dx = (g @ weight.data).reshape(x.shape) if x.requires_grad else None
+        dweight = g.T @ rows if weight.requires_grad else None
         return (dx, dweight) + ((g.sum(axis=0),) if bias is not None else ())
 
     parents = (x, weight) if bias is None else (x, weight, bias)

@@ -17,7 +17,6 @@ import contextlib
 
 import numpy as np
 
-from .kernels import matmul
 
 _grad_enabled = True
 
@@ -314,11 +313,11 @@ class Tensor:
             return rows.reshape(a.shape[:-1] + (b.shape[-1],))
 
         def backward(g):
-            grad_a = matmul(g, np.swapaxes(b, -1, -2)) if self.requires_grad else None
-            grad_b = matmul(np.swapaxes(a, -1, -2), g) if other.requires_grad else None
+            grad_a = g @ np.swapaxes(b, -1, -2) if self.requires_grad else None
+            grad_b = np.swapaxes(a, -1, -2) @ g if other.requires_grad else None
             return grad_a, grad_b
 
-        return Tensor._op(matmul(a, b), (self, other), backward, "@")
+        return Tensor._op(a @ b, (self, other), backward, "@")
 
     def __rmatmul__(self, other):
         return self._lift(other) @ self

@@ -155,24 +155,3 @@ def test_adamw_step(shape, step, dtype, seed):
         states[side] = (param, exp_avg, exp_avg_sq)
     for got, want in zip(states["kernel"], states["reference"]):
         assert_close(got, want, dtype)
-
-
-# (1, K) @ (K, N) is the single-row case kernels.matmul sends through np.vecdot; the rest go to np.matmul.
-MATMUL_SHAPES = [((5,), (5,)), ((3, 5), (5,)), ((5,), (5, 4)), ((2, 1, 3, 5), (4, 5, 7)), ((1, 1), (1, 1)),
-                 ((1, 5), (5, 4)), ((1, 70), (70, 65)), ((7, 3), (3, 130)), ((13, 70), (70, 65))]
-
-
-@given(st.sampled_from(MATMUL_SHAPES), dtypes, layouts, seeds)
-def test_matmul_equals_np_matmul(shapes, dtype, layout, seed):
-    rng = np.random.default_rng(seed)
-    a, b = make(rng, shapes[0], dtype, layout), make(rng, shapes[1], dtype, layout)
-    assert_close(K.matmul(a, b), np.matmul(a, b), dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shapes", MATMUL_SHAPES)
-def test_matmul_on_every_listed_shape(shapes, dtype):
-    """Every shape in the list, both dtypes, deterministically (the property above samples them)."""
-    rng = np.random.default_rng(0)
-    a, b = make(rng, shapes[0], dtype), make(rng, shapes[1], dtype)
-    assert_close(K.matmul(a, b), np.matmul(a, b), dtype)

@@ -16,7 +16,9 @@ and the decorated function runs the kernel when all of these hold, else the NumP
 `f.reference` and `f.kernel` reach either side directly.
 
 Modules, one concept each: fastmath (vectorizable exp and max), softmax, gelu, layer_norm,
-cross_entropy, attention, embedding, adamw, lstm, matmul, threads (thread counts for numba and OpenBLAS).
+cross_entropy, attention, embedding, adamw, lstm, threads (thread counts for numba and OpenBLAS).
+Matrix products are NumPy's own (BLAS): a numba GEMM lost to it at every GPT shape
+(benchmarks/gemm_experiment.py).
 """
 import functools
 import os
@@ -24,7 +26,6 @@ import os
 import numpy as np
 
 from . import adamw, attention, cross_entropy, embedding, gelu, layer_norm, lstm, softmax
-from .matmul import matmul
 from .threads import blas_threads_settable, set_num_threads
 
 BACKENDS = ("numba", "numpy")
@@ -85,5 +86,5 @@ def fast_kernel(kernel):
 
 
 __all__ = ["BACKEND", "BACKENDS", "MIN_KERNEL_SIZE", "use_backend", "fast_kernel", "set_num_threads",
-           "blas_threads_settable", "matmul", "adamw", "attention", "cross_entropy", "embedding", "gelu",
+           "blas_threads_settable", "adamw", "attention", "cross_entropy", "embedding", "gelu",
            "layer_norm", "lstm", "softmax"]
