@@ -8,8 +8,9 @@ process the allreduce is skipped. Each side runs in a fresh child process, back 
 in turn (once with --quick), reporting medians. Tokens/s counts the global batch, timed on rank 0 (the
 allreduce keeps the ranks in step). PyTorch's config-a step (one process of N threads, as in the training
 group) runs in the same rounds, for the second row: the ranks, which the front door runs by default where MPI
-is installed (distributed.auto_ranks), against PyTorch. Without mpi4py or mpirun the first row shows the
-single process alone.
+is installed (distributed.auto_ranks), against PyTorch. The third runs both sides once more while another
+program keeps one core busy, as the training group's under-load row does. Without mpi4py or mpirun the first
+row shows the single process alone.
 """
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 
 from benchmarks.configs import CONFIGS, make_batch, median_seconds, rounds_for
 from benchmarks.run import THREAD_VARIABLES
-from benchmarks.training import run_peer
+from benchmarks.training import one_core_busy, run_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,6 +103,14 @@ def run(quick: bool, threads: int) -> list:
             rows.append({"name": f"  {threads} ranks x 1 thread vs PyTorch, 1 x {threads} threads", "unit": "tokens/s",
                          "ours": row["ours"], "peer": tokens / float(np.median(torch_seconds)),
                          "ratio": float(np.median(torch_seconds) / np.median(ranks))})
+        # With another program on one core, the rank that shares it is slowed, and the other waits for it at
+        # every allreduce: the ranks' step time under that load, as a multiple of their idle one.
+        with one_core_busy():
+            single_loaded = run_child([], name, threads, quick)
+            ranks_loaded = run_child([launcher, "-n", str(threads)], name, 1, quick)
+        rows.append({"name": f"  one core busy: time / idle time ({threads} ranks; 1 process)", "unit": "x idle",
+                     "ours": ranks_loaded / float(np.median(ranks)), "peer": single_loaded / float(np.median(single)),
+                     "ratio": (single_loaded / float(np.median(single))) / (ranks_loaded / float(np.median(ranks)))})
     return rows
 
 
