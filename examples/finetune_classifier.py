@@ -43,7 +43,6 @@ the test text is reported beside the curve. Every trained classifier is cached.
 Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -287,7 +286,8 @@ def build_arg_parser():
     p.add_argument("--out-dir", default=None, help="where the plots go (default out/finetune or out/finetune-speaker)")
     p.add_argument("--tiny", action="store_true", help="shrink everything to a seconds-long run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the folds, the passages and the batches")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
+    p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
+                   help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
     g = p.add_argument_group("pretraining (when neither --ckpt nor --pretrained is given)")
     transfer_runs.add_pretraining_flags(g, iters=1500)

@@ -33,7 +33,6 @@ is cached.
 import argparse
 import csv
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -208,7 +207,8 @@ def build_arg_parser():
     p.add_argument("--out-dir", default="out/instruct", help="where the table, chart and fine-tuned checkpoint go")
     p.add_argument("--tiny", action="store_true", help="shrink everything to a seconds-long run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the records and the batches")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
+    p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
+                   help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     g = p.add_argument_group("pretraining (without --ckpt)")
     add_pretraining_flags(g, iters=2000)

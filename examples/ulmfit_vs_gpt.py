@@ -29,7 +29,6 @@ per-fold values.
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -184,7 +183,8 @@ def build_arg_parser():
     p.add_argument("--tiny", action="store_true", help="shrink everything to a seconds-long run (smoke test)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="seeds of the pretrainings, the folds, the passages and the batches; the report pools them")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="kernel and BLAS threads")
+    p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
+                   help="kernel and BLAS threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
     g = p.add_argument_group("pretraining (finetune_classifier.py's defaults)")
     add_pretraining_flags(g, iters=1500, sizes=False)

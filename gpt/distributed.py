@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from nanograd import usable_cores
+
 # Variables a launcher sets in every process it starts: MPICH and Intel MPI (PMI), Open MPI, PMIx.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -160,14 +162,6 @@ class World:
         sys.stdout.flush()
         self.comm.Abort(1)
         os._exit(1)  # MPICH's Abort can return before the launcher's kill arrives; go no further
-
-
-def usable_cores():
-    """The cores this process may run on: its CPU affinity (what `taskset` or a container allows) where the
-    system reports one, else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def default_threads(world):

@@ -10,7 +10,7 @@ from . import movement  # noqa: F401  (makes transpose, indexing and masked_fill
 from .draw import draw, trace
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where
-from .process import tune_process
+from .process import tune_process, usable_cores
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor, is_grad_enabled, no_grad
 
@@ -18,6 +18,6 @@ from . import functional, nn, optim  # noqa: E402  (they build on the names abov
 
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "where",
-    "manual_seed", "get_rng_state", "set_rng_state", "tune_process", "functional", "nn", "optim",
+    "manual_seed", "get_rng_state", "set_rng_state", "tune_process", "usable_cores", "functional", "nn", "optim",
     "draw", "trace",
 ]

@@ -32,6 +32,14 @@ _M_MMAP_MAX = -4  # how many allocations may be served by mmap; 0: none, all com
 _USER_MALLOC_TUNING = ("GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what `taskset` or a container allows) where the
+    system reports one, else the machine's count. numba sizes its thread pool by the same affinity."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def tune_process(threads: int | None = None) -> dict:
     """Apply the tuning above; returns what took effect, e.g. {"omp_wait_policy": "PASSIVE", "keep_freed_memory":
     True, "threads": 2}."""
