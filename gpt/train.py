@@ -353,7 +353,8 @@ def main(argv=None, description=__doc__, auto_ranks=False):
     distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone."""
     parser = build_arg_parser(description)
     args = parser.parse_args(argv)
-    if args.ranks is None and auto_ranks:
+    # Only a program started as `python script.py` can be started again as ranks (not one run by IPython's %run).
+    if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
         args.ranks = distributed.auto_ranks(args.batch_size)
         if args.ranks:
             print(f"training as {args.ranks} data-parallel processes (--ranks 1: this process alone)", flush=True)
