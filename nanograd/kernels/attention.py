@@ -16,8 +16,8 @@ Padding removes every remainder loop: the copies have Tq and Tk rounded up to mu
 zero rows, and a block works on its visible keys rounded up to a multiple of 4. The few scores past a
 row's own limit (at most 3) are set to -inf, so their probability is exactly 0 and they add nothing.
 
-Three loop shapes do all the products. Each keeps several running sums per load and vectorizes over a
-contiguous axis of length D or Tk:
+Three loop shapes do all the products. Each vectorizes over the contiguous head axis D and uses every
+load for several multiply-adds:
     _block_scores                   S = scale q k^T, dP = dout v^T   4 rows x 2 keys: 8 dot products share
                                                                       each load of q and k
     _add_block_products             out += P v, dq += dS k           4 rows x 4 keys: each output element is
@@ -132,7 +132,7 @@ def _padded_copy(src):
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_forward_heads(q, k, v, causal, out, lse):
-    """q, out (B, H, Tq, D), k, v (B, H, Tk, D), lse (B, H, Tq); any strides."""
+    """q (B, H, Tq, D), k, v (B, H, Tk, D), any strides; out (B, Tq, H, D) C-contiguous, lse (B, H, Tq)."""
     n_batch, n_head, tq, d = q.shape
     tk = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(d))
@@ -152,7 +152,8 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
             m0, m1, m2, m3 = row_max(w0), row_max(w1), row_max(w2), row_max(w3)
             t0 = t1 = t2 = t3 = zero
             for j in range(n):  # the four rows' exponentials in one loop: one loop overhead, not four
-                e0, e1, e2, e3 = fast_exp(w0[j] - m0), fast_exp(w1[j] - m1), fast_exp(w2[j] - m2), fast_exp(w3[j] - m3)
+                e0, e1 = fast_exp(w0[j] - m0), fast_exp(w1[j] - m1)
+                e2, e3 = fast_exp(w2[j] - m2), fast_exp(w3[j] - m3)
                 w0[j], w1[j], w2[j], w3[j] = e0, e1, e2, e3
                 t0 += e0
                 t1 += e1
@@ -163,14 +164,14 @@ def _attention_forward_heads(q, k, v, causal, out, lse):
             for r, row_max_r, total in ((0, m0, t0), (1, m1, t1), (2, m2, t2), (3, m3, t3)):
                 if i0 + r < tq:  # not a padding row
                     lse[b, h, i0 + r] = row_max_r + math.log(total)
-                    dst, src, inv_total = out[b, h, i0 + r], acc[r], 1 / total
+                    dst, src, inv_total = out[b, i0 + r, h], acc[r], 1 / total
                     for c in range(d):
                         dst[c] = src[c] * inv_total
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FAST)
 def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
-    """Shapes as in _attention_forward_heads, dq/dk/dv like q/k/v; any strides."""
+    """dout, out, dq (B, H, Tq, D), the rest as in _attention_forward_heads, dk/dv like k/v; any strides."""
     n_batch, n_head, tq, d = q.shape
     tk = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(d))
@@ -189,7 +190,7 @@ def _attention_backward_heads(dout, q, k, v, out, lse, causal, dq, dk, dv):
             _block_scores(douth[i0:i0 + BLOCK], vh, dscores, one, n)
             for r in range(BLOCK):
                 i = i0 + r
-                row_lse, delta = q.dtype.type(np.inf), zero  # a padding row: P = exp(S - inf) = 0
+                row_lse, delta = zero, zero  # a padding row: its q and dout are 0, so its dS and P^T dout are 0
                 if i < tq:
                     row_lse = lse[b, h, i]
                     dout_row, out_row = douth[i], out[b, h, i]
@@ -215,10 +216,10 @@ def attention_forward(q, k, v, causal):
     """(out, lse), as the reference. `out` is laid out (B, T, H, D) in memory, viewed as (B, H, T, D):
     merging the heads back into (B, T, C) after attention is then a view, not a copy."""
     n_batch, n_head, tq, d = q.shape
-    out = np.empty((n_batch, tq, n_head, d), q.dtype).transpose(0, 2, 1, 3)
+    out = np.empty((n_batch, tq, n_head, d), q.dtype)
     lse = np.empty(q.shape[:3], q.dtype)
     _attention_forward_heads(q, k.astype(q.dtype, copy=False), v.astype(q.dtype, copy=False), bool(causal), out, lse)
-    return out, lse
+    return out.transpose(0, 2, 1, 3), lse
 
 
 def attention_backward(dout, q, k, v, out, lse, causal):
