@@ -7,14 +7,13 @@ test_kernels_math.py; here the kernels are held to them. Tolerances are explaine
 kernel_inputs.TOLERANCE.
 """
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nanograd.functional as F
 from nanograd import kernels as K
 from nanograd.optim import adamw_step
-from kernel_inputs import DTYPES, assert_close, dims, dtypes, layouts, make, seeds
+from kernel_inputs import assert_close, dims, dtypes, layouts, make, seeds
 
 
 def both(f, *args):
