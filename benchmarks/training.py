@@ -114,6 +114,25 @@ def sample_row(name: str, threads: int, quick: bool, batch: int = 1) -> dict:
     return row
 
 
+def weight_products_row(name: str, quick: bool) -> dict:
+    """One token's row times every weight matrix the forward reads (each layer's four and the tied head;
+    not wpe, of which a token reads one row), by BLAS alone. When no window is re-run, this is all a token at
+    batch 1 must do at least, in float32, so its tokens/s bounds any implementation's sampling, ours or
+    the peer's, on this machine."""
+    model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
+    weights = [p.data for key, p in model.named_parameters() if p.data.ndim == 2 and not key.endswith("wpe.weight")]
+    rows = {w.shape[1]: np.ones((1, w.shape[1]), dtype=w.dtype) for w in weights}  # (1, in)
+
+    def one_token():
+        for w in weights:  # (out, in)
+            rows[w.shape[1]] @ w.T  # (1, out)
+
+    one_token()  # warm-up
+    seconds = median_seconds(one_token, 3 if quick else 7, 20)
+    return {"name": f"  config {name}: one row through each weight matrix, BLAS alone", "unit": "tokens/s",
+            "ours": 1 / seconds}
+
+
 def memory_row(name: str, threads: int, quick: bool) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.training", "--peak-memory", name, str(threads)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
@@ -168,7 +187,8 @@ def run(quick: bool, threads: int) -> list:
     ceiling = blas_gflops()
     rows = [row for train in trains for row in (train, compute_rate_row(train, ceiling))]
     rows.append(under_load_row(trains[0], threads, quick))
-    rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), sample_row("a", threads, quick, 8)]
+    rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), weight_products_row("b", quick),
+             sample_row("a", threads, quick, 8)]
     rows += [memory_row(name, threads, quick) for name in ("a", "bpe", "b")]
     return rows
 
