@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -178,9 +179,25 @@ def auto_ranks(batch_size, environ=os.environ):
     thread waits for another inside every product (README, The main job; benchmarks/scaleout.py)."""
     if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
         return None
-    if importlib.util.find_spec("mpi4py") is None or find_launcher() is None:
+    launcher = find_launcher()
+    if importlib.util.find_spec("mpi4py") is None or launcher is None or not launcher_starts(launcher):
         return None
     return 2
+
+
+def launcher_starts(launcher):
+    """Whether `launcher` can start two processes here. An MPI installed where it cannot (a host name it
+    cannot resolve, say) must cost the front door its second process, not the run: so it is tried first,
+    with two processes that do nothing, and what went wrong is said before training in one process."""
+    try:
+        subprocess.run([launcher, "-n", "2", sys.executable, "-c", ""], capture_output=True, text=True,
+                       timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = (getattr(e, "stderr", None) or "").strip().splitlines()
+        print(f"{launcher} could not start two processes here ({detail[-1] if detail else e}); "
+              f"training in this process", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def find_launcher():

@@ -100,6 +100,7 @@ def test_front_door_picks_two_ranks_only_where_they_can_run(monkeypatch):
     """distributed.auto_ranks: 2 with two cores, MPI installed, no launcher and an even batch; else one process."""
     monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
     monkeypatch.setattr(distributed, "find_launcher", lambda: "/usr/bin/mpiexec")
+    monkeypatch.setattr(distributed, "launcher_starts", lambda launcher: True)
     mpi4py_installed = importlib.util.find_spec("mpi4py") is not None
     assert distributed.auto_ranks(12, environ={}) == (2 if mpi4py_installed else None)
     assert distributed.auto_ranks(7, environ={}) is None  # does not split in two
@@ -109,6 +110,28 @@ def test_front_door_picks_two_ranks_only_where_they_can_run(monkeypatch):
     monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
     monkeypatch.setattr(distributed, "find_launcher", lambda: None)
     assert distributed.auto_ranks(12, environ={}) is None
+
+
+def test_front_door_trains_in_one_process_when_mpi_cannot_start_processes(monkeypatch, tmp_path, capsys):
+    """An mpiexec that fails (here a script that prints an error and exits 1) costs the second process, not
+    the run, and its error is shown."""
+    pytest.importorskip("mpi4py", reason="auto_ranks tries the launcher only when mpi4py is installed")
+    broken = tmp_path / "mpiexec"
+    broken.write_text("#!/bin/sh\necho 'gethostbyname failed' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
+    monkeypatch.setattr(distributed, "find_launcher", lambda: str(broken))
+    assert distributed.auto_ranks(12, environ={}) is None
+    assert "could not start two processes here (gethostbyname failed); training in this process" in \
+        capsys.readouterr().err
+    monkeypatch.setattr(distributed, "find_launcher", lambda: str(tmp_path / "missing"))
+    assert distributed.auto_ranks(12, environ={}) is None
+
+
+def test_the_installed_launcher_starts_two_processes():
+    """What auto_ranks tries before choosing two ranks passes with the MPI the dev extra installs."""
+    launcher = _mpirun()[0]
+    assert distributed.launcher_starts(launcher)
 
 
 # ---- two ranks under mpirun ----
