@@ -173,10 +173,11 @@ def default_threads(world):
 
 def auto_ranks(batch_size, environ=os.environ):
     """How many processes the front door trains with when no --ranks is given: 2 when this process has two
-    or more cores, no MPI launcher started it, the batch splits in two, and mpi4py and mpiexec are installed;
-    else None (this process alone). On two cores, two processes of one thread each run the default model's
-    steps faster than one process of two threads: each thread works on its own half of the batch, and no
-    thread waits for another inside every product (README, The main job; benchmarks/scaleout.py)."""
+    or more cores, no MPI launcher started it, the batch splits in two, mpi4py and mpiexec are installed and
+    mpiexec starts processes here; else None (this process alone). On two cores, two processes of one
+    thread each run the default model's steps faster than one process of two threads: each thread works on
+    its own half of the batch, and no thread waits for another inside every product (README, The main job;
+    benchmarks/scaleout.py)."""
     if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
         return None
     launcher = find_launcher()
