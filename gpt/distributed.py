@@ -193,12 +193,14 @@ def launcher_starts(launcher):
     try:
         subprocess.run([launcher, "-n", "2", sys.executable, "-c", ""], capture_output=True, text=True,
                        timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = (getattr(e, "stderr", None) or "").strip().splitlines()
-        print(f"{launcher} could not start two processes here ({detail[-1] if detail else e}); "
-              f"training in this process", file=sys.stderr, flush=True)
-        return False
-    return True
+        return True
+    except subprocess.CalledProcessError as e:  # the launcher's own last words say why
+        reason = (e.stderr.strip().splitlines() or [f"exit status {e.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        reason = str(e)
+    print(f"{launcher} could not start two processes here ({reason}); training in this process",
+          file=sys.stderr, flush=True)
+    return False
 
 
 def find_launcher():
