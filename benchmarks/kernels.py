@@ -148,5 +148,5 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="config a only, shorter timing")
     parser.add_argument("--threads", type=int, default=2)
     options = parser.parse_args()
-    nanograd.tune_process(threads=options.threads)
+    nanograd.set_num_threads(options.threads)
     print_table(run(quick=options.quick, threads=options.threads))

@@ -25,7 +25,7 @@ def run(name: str, threads: int, steps: int) -> None:
     from benchmarks.training import our_step
     from gpt import GPT, GPTConfig
 
-    nanograd.tune_process(threads=threads)
+    nanograd.set_num_threads(threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = our_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
     idx, targets = make_batch(name)

@@ -60,7 +60,7 @@ def main():
     import importlib
 
     import nanograd
-    nanograd.tune_process(threads=args.threads)
+    nanograd.set_num_threads(args.threads)
 
     rows = []
     for group in args.only:

@@ -49,7 +49,7 @@ def time_steps(name, threads, quick):
     from gpt import GPT, GPTConfig, distributed
 
     world = distributed.world()
-    nanograd.tune_process(threads=threads)
+    nanograd.set_num_threads(threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = data_parallel_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)), world)
     idx, targets = make_batch(name)

@@ -6,10 +6,10 @@ Run as a module it is the peer's side of a benchmark row, in a process of its ow
 
     python -m benchmarks.torch_gpt {train,sample,memory} CONFIG THREADS ROUNDS PER_ROUND [BATCH]
 
-and prints one JSON line. A process of its own, because our side runs under nanograd.tune_process(), whose
-OMP_WAIT_POLICY=PASSIVE slows PyTorch's OpenMP pool (by ~45% at 2 threads on config a, when measured): the
-peer runs with its own OpenMP defaults. It does take tune_process's malloc setting (freed memory is kept for
-reuse, nanograd.process.keep_freed_memory), so both sides run with the same allocator.
+and prints one JSON line. A process of its own, because our numba pool runs with OMP_WAIT_POLICY=PASSIVE
+(nanograd/kernels/runtime.py), which slows PyTorch's OpenMP pool (by ~45% at 2 threads on config a, when
+measured): the peer runs with its own OpenMP defaults. It does take our malloc setting (freed memory is kept for
+reuse, nanograd.kernels.runtime.keep_freed_memory), so both sides run with the same allocator.
 """
 import json
 import math
@@ -138,7 +138,7 @@ def main(argv):
     kind, name, threads, rounds, per_round = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
     batch = int(argv[5]) if len(argv) > 5 else 1  # prompts sampled at once
     torch.set_num_threads(threads)
-    from nanograd.process import keep_freed_memory
+    from nanograd.kernels.runtime import keep_freed_memory
 
     keep_freed_memory()
     from benchmarks.configs import CONFIGS, SAMPLE_TOKENS, make_batch, median_seconds, peak_rss_mib

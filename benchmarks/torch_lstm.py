@@ -52,7 +52,7 @@ def main(argv):
     if kind != "train":
         raise SystemExit(f"unknown kind {kind!r}: train")
     torch.set_num_threads(threads)
-    from nanograd.process import keep_freed_memory
+    from nanograd.kernels.runtime import keep_freed_memory
 
     keep_freed_memory()
     from benchmarks.configs import LSTM_CONFIG, make_batch, median_seconds

@@ -8,7 +8,7 @@ Same character tokenizer and splits (gpt.data), the same initial weights (our GP
 benchmarks.torch_gpt.TorchGPT), the same batches and evaluation batches from the same generators, the same
 schedule, clipping and AdamW settings. Prints the final train/val loss and the wall time from data loading
 to the last evaluation, to compare with ours (`time python examples/train_shakespeare.py --data PATH`).
-PyTorch keeps its own OpenMP settings; it shares our malloc setting (nanograd.process.keep_freed_memory).
+PyTorch keeps its own OpenMP settings; it shares our malloc setting (nanograd.kernels.runtime.keep_freed_memory).
 """
 import sys
 import time
@@ -25,7 +25,7 @@ def main(path, threads=2, family="gpt"):
     torch.set_num_threads(threads)
     from gpt import GPT, GPTConfig, data, train
     from nanograd import optim
-    from nanograd.process import keep_freed_memory
+    from nanograd.kernels.runtime import keep_freed_memory
 
     keep_freed_memory()
 

@@ -148,13 +148,36 @@ def memory_row(name: str, threads: int, quick: bool) -> dict:
 def peak_memory_child(name: str, threads: int) -> None:
     """Run in a fresh process: a few of our training steps, then print peak RSS in MiB."""
     import nanograd
-    nanograd.tune_process(threads=threads)
+    nanograd.set_num_threads(threads)
     model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
     step = our_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
     idx, targets = make_batch(name)
     for _ in range(3):
         step(idx, targets)
     print(json.dumps({"peak_mib": peak_rss_mib()}))
+
+
+def own_loop_child(name: str, quick: bool) -> None:
+    """Run in a fresh process, as a user's own script would: import, build, loop; no setup call of any kind
+    (thread counts come from the environment, as for any program). Prints the median step in seconds."""
+    model = GPT(GPTConfig(**CONFIGS[name]["config"]), seed=0)
+    step = our_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))
+    idx, targets = make_batch(name)
+    step(idx, targets), step(idx, targets)  # warm-up, as the row above has
+    print(json.dumps({"seconds": median_seconds(lambda: step(idx, targets), *rounds_for(name, quick))}))
+
+
+def own_loop_row(train: dict, quick: bool) -> dict:
+    """A `train` row's step in a user's own loop, in a fresh process with no setup call, against the row's own
+    step (the trainer's, run after benchmarks/run.py set the threads): the ratio is trainer time / own time,
+    so 1 means a user's loop is as fast as ours."""
+    args = [sys.executable, "-m", "benchmarks.training", "--own-loop", train["config"]] + (["--quick"] if quick else [])
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return {"name": "  own loop, fresh process, no setup call (peer: the step above)", "unit": "tokens/s",
+            "ours": train["ours"] * train["ours_ms"] / 1e3 / seconds, "peer": train["ours"],
+            "ratio": train["ours_ms"] / 1e3 / seconds}
 
 
 @contextlib.contextmanager
@@ -186,6 +209,7 @@ def run(quick: bool, threads: int) -> list:
     trains = [train_row(name, threads, quick) for name in ("a", "bpe", "b")]
     ceiling = blas_gflops()
     rows = [row for train in trains for row in (train, compute_rate_row(train, ceiling))]
+    rows.insert(1, own_loop_row(trains[0], quick))
     rows.append(under_load_row(trains[0], threads, quick))
     rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), weight_products_row("b", quick),
              sample_row("a", threads, quick, 8)]
@@ -196,3 +220,5 @@ def run(quick: bool, threads: int) -> list:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--peak-memory"]:
         peak_memory_child(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--own-loop"]:
+        own_loop_child(sys.argv[2], "--quick" in sys.argv)

@@ -364,7 +364,7 @@ def main(argv=None):
 
 def run(args):
     """Get a pretrained trunk, train both classifiers on every fold (or every point of --curve), report."""
-    nanograd.tune_process(threads=args.threads)
+    nanograd.set_num_threads(args.threads)
     task = SpeakerTask(args.characters, args.seed) if args.task == "speaker" else None
     if args.pretrained:
         trunk, tok = load_pretrained(args.pretrained)

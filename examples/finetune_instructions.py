@@ -250,7 +250,7 @@ def main(argv=None):
 
 def run(args):
     """Pretrain (or load), fine-tune three ways, evaluate four models; returns {method: correct (N,)}."""
-    nanograd.tune_process(threads=args.threads)
+    nanograd.set_num_threads(args.threads)
     ckpt_dir = args.ckpt or pretrain(args)
     pretrained, tok = load_model(ckpt_dir)
     tokenizer_file = load_checkpoint(ckpt_dir).tokenizer_path

@@ -97,7 +97,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="threads for both families alike (default 2)")
     parser.add_argument("--out-dir", default="out/lstm_vs_gpt", help="runs, cache, plot")
     args = parser.parse_args()
-    nanograd.tune_process(threads=args.threads or 2)
+    nanograd.set_num_threads(args.threads or min(2, nanograd.usable_cores()))
     out_dir = Path(args.out_dir)
     base = TrainConfig(data=args.data, seed=args.seed, sample_tokens=0, progress=False, eval_iters=20)
     vocab = data.prepare(args.data, "char").tokenizer.vocab_size

@@ -218,7 +218,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    nanograd.tune_process(threads=args.threads)
+    nanograd.set_num_threads(args.threads)
     began = time.perf_counter()
     try:
         results, rng = [], None

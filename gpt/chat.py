@@ -13,7 +13,6 @@ response is greedy (--temperature 0) by default and ends at the end-of-response 
 import argparse
 import sys
 
-import nanograd
 from gpt.generate import stream_text
 from gpt.instruct import format_prompt
 from gpt.instruct_tune import load_instruct_model
@@ -80,7 +79,6 @@ def build_arg_parser():
 
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
-    nanograd.tune_process()
     try:
         model, vocab, tuned = load_instruct_model(args.ckpt)
     except (OSError, ValueError, RuntimeError) as e:

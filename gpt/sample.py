@@ -9,7 +9,6 @@ import argparse
 import sys
 import time
 
-import nanograd
 import tokenizer
 from gpt.attention_maps import draw_prompt_attention
 from gpt.checkpoint import CheckpointError, load_checkpoint
@@ -51,7 +50,6 @@ def build_arg_parser():
 
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
-    nanograd.tune_process()
     try:
         model, tok = load_pretrained(args.pretrained) if args.pretrained else load_model(args.ckpt)
         if args.attention_png:

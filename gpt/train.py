@@ -366,7 +366,7 @@ def main(argv=None, description=__doc__, auto_ranks=False):
         distributed.launch_ranks(args.ranks, sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv],
                                  args.batch_size)
         world = distributed.world()
-        nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
+        nanograd.set_num_threads(args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         trainer = Trainer(config, world, given)
         if world.is_main:

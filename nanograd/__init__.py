@@ -3,14 +3,15 @@
 Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (transpose, indexing, cat, ...),
 functional.py (softmax, layer norm, attention, ...: each op's forward and backward in NumPy), recurrent.py
 (the LSTM recurrence and its backprop through time), nn.py, optim.py, gradcheck.py, draw.py; kernels/ last,
-if at all. Importing nanograd has no effect outside it; programs that train call `tune_process()`
-(process.py) for process-wide settings.
+if at all. Importing nanograd has no effect outside it; the first kernel starts the thread pools a training
+step needs (kernels/runtime.py), so a program needs no setup call. `set_num_threads(n)` changes the threads
+of numba and OpenBLAS alike.
 """
 from . import movement  # noqa: F401  (makes transpose, indexing and masked_fill Tensor methods)
 from .draw import draw, trace
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where
-from .process import tune_process, usable_cores
+from .kernels import set_num_threads, usable_cores
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor, is_grad_enabled, no_grad
 
@@ -18,6 +19,6 @@ from . import functional, nn, optim  # noqa: E402  (they build on the names abov
 
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "where",
-    "manual_seed", "get_rng_state", "set_rng_state", "tune_process", "usable_cores", "functional", "nn", "optim",
+    "manual_seed", "get_rng_state", "set_rng_state", "set_num_threads", "usable_cores", "functional", "nn", "optim",
     "draw", "trace",
 ]

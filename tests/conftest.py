@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, settings
 
 import nanograd
 
-# As the trainer and sampler do: OpenMP threads sleep when idle, so numba's and OpenBLAS's pools do not
-# spin against each other on a small machine.
-nanograd.tune_process()
+# What the first kernel through the engine does, done first because some tests call kernels directly: numba's
+# idle threads sleep, so its pool and OpenBLAS's do not spin against each other on a small machine.
+nanograd.kernels.runtime.start()
 
 settings.register_profile(
     "ci",

@@ -13,10 +13,12 @@ and the decorated function runs the kernel when all of these hold, else the NumP
 - the float arrays are float32 or float64 (what the kernels are compiled for);
 - the first array holds at least MIN_KERNEL_SIZE numbers: a parallel kernel wakes numba's thread pool,
   which costs more than NumPy needs for a few rows (one token's step in generation, for example).
-`f.reference` and `f.kernel` reach either side directly.
+`f.reference` and `f.kernel` reach either side directly. The first kernel to run starts numba's thread pool
+the way a training step needs it (runtime.start: idle threads asleep, freed memory kept), so a program is
+fast without a setup call.
 
 Modules, one concept each: fastmath (vectorizable exp and max), softmax, gelu, layer_norm,
-cross_entropy, attention, embedding, adamw, lstm, threads (thread counts for numba and OpenBLAS).
+cross_entropy, attention, embedding, adamw, lstm; runtime (thread pools, thread counts, malloc).
 Matrix products are NumPy's own (BLAS): a numba GEMM lost to it at every GPT shape
 (benchmarks/gemm_experiment.py).
 """
@@ -26,7 +28,8 @@ import os
 import numpy as np
 
 from . import adamw, attention, cross_entropy, embedding, gelu, layer_norm, lstm, softmax
-from .threads import blas_threads_settable, set_num_threads
+from . import runtime
+from .runtime import blas_kernel, blas_threads_settable, set_num_threads, usable_cores
 
 BACKENDS = ("numba", "numpy")
 MIN_KERNEL_SIZE = 2048
@@ -76,6 +79,8 @@ def fast_kernel(kernel):
         @functools.wraps(reference)
         def run(*args):
             if BACKEND == "numba" and _worth_a_kernel(args):
+                if runtime.started is None:  # the first kernel of this process: start its thread pool
+                    runtime.start()
                 return kernel(*args)
             return reference(*args)
 
@@ -86,5 +91,5 @@ def fast_kernel(kernel):
 
 
 __all__ = ["BACKEND", "BACKENDS", "MIN_KERNEL_SIZE", "use_backend", "fast_kernel", "set_num_threads",
-           "blas_threads_settable", "adamw", "attention", "cross_entropy", "embedding", "gelu",
+           "blas_kernel", "blas_threads_settable", "usable_cores", "runtime", "adamw", "attention", "cross_entropy", "embedding", "gelu",
            "layer_norm", "lstm", "softmax"]
