@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -35,6 +36,24 @@ def set_threads(n: int) -> None:
     # OpenBLAS and OpenMP read these when they load, so they must be set before NumPy is imported.
     for var in THREAD_VARIABLES:
         os.environ[var] = str(n)
+
+
+def describe_machine() -> str:
+    """What the figures depend on: CPU model, OpenBLAS's kernel family, threads, commit and date."""
+    from nanograd.kernels import blas_kernel
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    return (f"{cpu}, {os.cpu_count()} cores, OpenBLAS kernels {blas_kernel() or 'none'}; commit {commit}; "
+            f"{time.strftime('%Y-%m-%d')}")
 
 
 def format_value(value) -> str:
@@ -75,10 +94,12 @@ def main():
         rows += group_rows
         print(f"[{group}: {len(group_rows)} rows in {time.perf_counter() - start:.0f} s]", file=sys.stderr)
 
+    machine = describe_machine()
+    print(f"{machine}; {args.threads} threads")
     print_table(rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"threads": args.threads, "quick": args.quick, "machine": platform.processor() or platform.machine(),
+        json.dump({"threads": args.threads, "quick": args.quick, "machine": machine,
                    "rows": rows}, f, indent=1)
     print(f"\nwrote {args.json}")
 
