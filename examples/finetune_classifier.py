@@ -64,6 +64,7 @@ from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passage
                           make_folds, play_text, sample_passages, split_validation, summarise_curve,
                           training_plays)
 import nanograd  # noqa: E402
+from tokenizer.progress import add_progress_flag  # noqa: E402
 
 METHODS = (FINE_TUNED, SCRATCH)
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test); 3 characters, so
@@ -288,7 +289,7 @@ def build_arg_parser():
     p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the folds, the passages and the batches")
     p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
                    help="kernel and BLAS threads")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
+    add_progress_flag(p)
     g = p.add_argument_group("pretraining (when neither --ckpt nor --pretrained is given)")
     transfer_runs.add_pretraining_flags(g, iters=1500)
     g = p.add_argument_group("the task and fine-tuning")

@@ -54,6 +54,7 @@ from gpt.report import pyplot  # noqa: E402
 from gpt.sample import load_model  # noqa: E402
 from gpt.transfer_runs import add_pretraining_flags, pretrain_config  # noqa: E402
 import nanograd  # noqa: E402
+from tokenizer.progress import add_progress_flag  # noqa: E402
 
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
@@ -209,7 +210,7 @@ def build_arg_parser():
     p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the records and the batches")
     p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
                    help="kernel and BLAS threads")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    add_progress_flag(p)
     g = p.add_argument_group("pretraining (without --ckpt)")
     add_pretraining_flags(g, iters=2000)
     g = p.add_argument_group("the records and fine-tuning")

@@ -47,6 +47,7 @@ from gpt.sample import load_model  # noqa: E402
 from gpt.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
 from gpt.transfer_runs import (add_classifier_flags, add_pretraining_flags, fold_passages, pretrain_config,  # noqa: E402
                                pretrain_on_unlabelled, unlabelled_text)
+from tokenizer.progress import add_progress_flag  # noqa: E402
 
 METHODS = ("GPT fine-tuned", "GPT from scratch", "LSTM fine-tuned", "LSTM from scratch")
 # Settings of --tiny: every size shrunk so the whole run takes seconds (the CI smoke test).
@@ -185,7 +186,7 @@ def build_arg_parser():
                    help="seeds of the pretrainings, the folds, the passages and the batches; the report pools them")
     p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
                    help="kernel and BLAS threads")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="pretraining progress bar")
+    add_progress_flag(p)
     g = p.add_argument_group("pretraining (finetune_classifier.py's defaults)")
     add_pretraining_flags(g, iters=1500, sizes=False)
     for name, default in (("n-embd", 128), ("gpt-layers", 4), ("gpt-heads", 4), ("lstm-layers", 2),

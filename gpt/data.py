@@ -28,8 +28,9 @@ def _cache_key(text):
     return corpus.text_digest(f"version {TOKENIZE_FORMAT_VERSION}\n{text}")
 
 
-def build_tokenizer(kind, text, vocab_size=None, cache=None):
+def build_tokenizer(kind, text, vocab_size=None, cache=None, progress=None):
     """Train (or fetch from the cache) a tokenizer for `text`; returns (tokenizer, path of its .model file).
+    progress=False (a --no-progress flag) trains a BPE tokenizer without showing its merges.
 
     "char": the vocabulary is the set of characters in the text (nanoGPT's shakespeare_char).
     "bpe": byte-level BPE with the GPT-4 split pattern and `vocab_size` tokens.
@@ -50,7 +51,7 @@ def build_tokenizer(kind, text, vocab_size=None, cache=None):
     else:
         print(f"training a BPE tokenizer with {vocab_size} tokens (cached in {model_path})")
         tok = tokenizer.BPETokenizer(pattern=tokenizer.GPT4_SPLIT_PATTERN)
-        tok.train(text, vocab_size=vocab_size, verbose=True)
+        tok.train(text, vocab_size=vocab_size, verbose=progress is not False)
     return tok, tok.save(prefix)  # save writes atomically
 
 
@@ -98,17 +99,18 @@ class TokenData:
     text_digest: str  # of the corpus text: a resumed run checks it trains on the same text
 
 
-def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None, text=None):
+def prepare(data="shakespeare", tokenizer_kind="char", vocab_size=None, cache=None, tokenizer_path=None, text=None,
+            progress=None):
     """Load the corpus named by `data` (see `corpus.load_text`; or take its `text`, if already loaded) and
     tokenize it.
 
     With `tokenizer_path` (resuming from a checkpoint) that tokenizer is used as is; otherwise one of
-    `tokenizer_kind` is built for the text. Returns a TokenData.
+    `tokenizer_kind` is built for the text (`progress` as in build_tokenizer). Returns a TokenData.
     """
     text = corpus.load_text(data, cache) if text is None else text
     if tokenizer_path is not None:
         tok = tokenizer.load(tokenizer_path)
     else:
-        tok, tokenizer_path = build_tokenizer(tokenizer_kind, text, vocab_size, cache)
+        tok, tokenizer_path = build_tokenizer(tokenizer_kind, text, vocab_size, cache, progress)
     train, val = split_train_val(token_ids(text, tok, tokenizer_path, cache))
     return TokenData(train, val, tok, Path(tokenizer_path), corpus.text_digest(text))

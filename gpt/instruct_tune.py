@@ -14,13 +14,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 import tokenizer
 from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.instruct import IGNORE, InstructVocab, collate, grow_token_embeddings
 from gpt.model import GPT, GPTConfig
 from nanograd import no_grad, optim
+from tokenizer.progress import progress as progress_bar
 
 
 @dataclass
@@ -51,7 +51,8 @@ def response_loss(model, encoded, batch_size=64):
 def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=50, patience=None,
               mask_prompt=True, weight_decay=0.1, warmup=20, progress=False):
     """Train `model` on `train` [(ids, n_prompt)] for up to `steps` steps; keep the weights of the lowest
-    validation response loss. mask_prompt=False also trains on the prompt tokens. Returns a TuneResult."""
+    validation response loss. mask_prompt=False also trains on the prompt tokens. `progress` is a --progress
+    flag's value (tokenizer/progress.py: None picks by the terminal). Returns a TuneResult."""
     optimizer = model.configure_optimizers(weight_decay, lr, (0.9, 0.99))
     result, losses, best_state, stale = TuneResult(0, float("inf")), [], None, 0
     model.train()
@@ -69,19 +70,22 @@ def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=5
         return patience is not None and stale >= patience
 
     evaluate(0)
-    for step in tqdm(range(1, steps + 1), disable=not progress, unit="step", dynamic_ncols=True, leave=False):
-        for group in optimizer.param_groups:
-            group["lr"] = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
-        batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
-        x, y = collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt)
-        optimizer.zero_grad()
-        _, loss = model(x, y)
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if (step % eval_every == 0 or step == steps) and evaluate(step):
-            break
+    with progress_bar(steps, progress, leave=False) as bar:
+        for step in range(1, steps + 1):
+            for group in optimizer.param_groups:
+                group["lr"] = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
+            batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
+            x, y = collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt)
+            optimizer.zero_grad()
+            _, loss = model(x, y)
+            loss.backward()
+            optim.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.update()
+            if (step % eval_every == 0 or step == steps) and evaluate(step):
+                break
     model.load_state_dict(best_state)
     return result
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import nanograd
 from nanograd import no_grad, optim
@@ -39,6 +38,7 @@ from gpt.outdir_lock import OutDirLock
 from gpt.generate import stream_text
 from gpt.interrupt import deferred_ctrl_c
 from gpt.report import TrainingLog, plot_losses
+from tokenizer.progress import FLAG_HELP, is_terminal, progress
 
 
 def _option(default, help):
@@ -87,7 +87,7 @@ class TrainConfig:
     sample_tokens: int = _option(500, "tokens to sample at the end (0 = none)")
     temperature: float = _option(0.8, "temperature of the final sample")
     top_k: int = _option(200, "top-k of the final sample")
-    progress: bool = _option(True, "show a progress bar")
+    progress: bool | None = _option(None, FLAG_HELP)  # None: no flag given, pick by the terminal
 
     def __post_init__(self):
         if self.n_layer is None:
@@ -143,7 +143,7 @@ class Trainer:
         self.rows = self.world.batch_slice(c.batch_size)  # this rank's slice of every global batch
         with self.world.main_first():  # rank 0 trains the tokenizer and caches the ids, the others read them
             if ckpt is None:
-                self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir)
+                self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir, progress=c.progress)
                 settings = dict(dataclasses.asdict(c), vocab_size=self.data.tokenizer.vocab_size)
                 model_config = models.new_config(c.model, settings)
             else:  # the checkpoint decides the architecture and the tokenizer
@@ -290,8 +290,7 @@ class Trainer:
         """Run to max_iters (or until Ctrl-C); returns a TrainResult."""
         c = self.config
         tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
-        bar = tqdm(total=c.max_iters, initial=self.step, disable=not (c.progress and self.world.is_main),
-                   unit="step", dynamic_ncols=True)
+        bar = progress(c.max_iters, c.progress if self.world.is_main else False, initial=self.step)
         interrupted, text = False, ""
         with self.lock:
             with bar, deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
@@ -333,7 +332,7 @@ def build_arg_parser(description=__doc__):
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
         flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if f.type is bool:
+        if f.type in (bool, bool | None):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
             parser.add_argument(flag, type=f.type, default=f.default, help=help + " (default: %(default)s)")
@@ -363,8 +362,10 @@ def main(argv=None, description=__doc__, auto_ranks=False):
     try:
         # Under --ranks N this process becomes `mpiexec -n N` running the command the user typed (or, called
         # from code, the module's).
-        distributed.launch_ranks(args.ranks, sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv],
-                                 args.batch_size)
+        command = sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv]
+        if args.progress is None and is_terminal(sys.stderr):
+            command.append("--progress")  # ranks write through the launcher's pipes: only here is the terminal seen
+        distributed.launch_ranks(args.ranks, command, args.batch_size)
         world = distributed.world()
         nanograd.set_num_threads(args.threads or distributed.default_threads(world))
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

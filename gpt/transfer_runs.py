@@ -18,7 +18,7 @@ from gpt.transfer import play_text, sample_passages, split_validation, training_
 GENRE_PRETRAINING = dict(tokenizer="bpe", vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128)
 
 
-def pretrain_config(iters, seed, progress=True, **settings):
+def pretrain_config(iters, seed, progress=None, **settings):
     """The TrainConfig of a pretraining of `iters` steps: GENRE_PRETRAINING, overridden by `settings` (another
     family, another size); out_dir, data and resume are filled in where it runs."""
     return TrainConfig(**{**GENRE_PRETRAINING, **settings}, max_iters=iters, warmup_iters=min(100, iters // 10),

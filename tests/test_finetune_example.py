@@ -92,9 +92,11 @@ def test_pretraining_is_cached_and_reads_no_labelled_play(tmp_path, monkeypatch,
 def test_example_smoke_run(tmp_path):
     """The example end to end with a tiny model: pretraining, both classifiers on both folds, the report."""
     env = {**os.environ, "NANOGRAD_GPT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(EXAMPLE), "--tiny", "--no-progress", "--out-dir", str(tmp_path)]
+    command = [sys.executable, str(EXAMPLE), "--tiny", "--out-dir", str(tmp_path)]
     run = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
+    # No terminal: pretraining's progress as plain lines (tests/test_progress.py), no bar's carriage returns.
+    assert "step 20/20 (100%)" in run.stderr and "\r" not in run.stdout + run.stderr
     accuracies = [float(line.split("held-out accuracy ")[1].split()[0])
                   for line in run.stdout.splitlines() if "held-out accuracy" in line]
     assert len(accuracies) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)

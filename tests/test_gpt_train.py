@@ -132,10 +132,12 @@ def test_example_smoke_run_and_sample_cli(tmp_path):
     out = tmp_path / "out"
     args = ["--max-iters", "4", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
             "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "30", "--out-dir", str(out),
-            "--no-progress", "--threads", "1"]
+            "--threads", "1"]
     run = subprocess.run([sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *args],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
+    # No terminal: progress as plain lines (tests/test_progress.py), with no bar's carriage returns.
+    assert "step 4/4 (100%)" in run.stderr and "\r" not in run.stdout + run.stderr
     assert "step 4: train loss" in run.stdout and (out / "ckpt" / "model.safetensors").is_file()
     assert (out / "loss.png").is_file() and len((out / "sample.txt").read_text(encoding="utf-8")) == 30
     # Without --ranks the front door trains as two processes where MPI and two cores are there.

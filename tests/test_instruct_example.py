@@ -48,9 +48,12 @@ def test_records_too_long_for_the_model_are_refused_by_name():
 def test_example_smoke_run(tmp_path):
     """End to end with a tiny char-level model: pretraining, three fine-tunes, four evaluations, the report."""
     env = {**os.environ, "NANOGRAD_GPT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, str(EXAMPLE), "--tiny", "--no-progress", "--out-dir", str(tmp_path)]
+    command = [sys.executable, str(EXAMPLE), "--tiny", "--out-dir", str(tmp_path)]
     run = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
+    # No terminal: pretraining's and each fine-tune's progress as plain lines (tests/test_progress.py).
+    assert "step 20/20 (100%)" in run.stderr and run.stderr.count("step 1/8 (12%)  loss ") == 3
+    assert "\r" not in run.stdout + run.stderr
     assert "'#'" in run.stdout.split("added tokens:")[1].splitlines()[0]  # the char vocabulary grew
     with open(tmp_path / "accuracy.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="learn a vocabulary from a text file and save PREFIX.model/.vocab",
-                            description="Learn a vocabulary from a UTF-8 text file (a progress bar shows the merges) "
+                            description="Learn a vocabulary from a UTF-8 text file (a progress bar on a terminal, else "
+                                        "a line every so often, shows the merges) "
                                         "and write PREFIX.model (for loading) and PREFIX.vocab (for reading).")
     p.add_argument("--input", required=True, help="UTF-8 text file to learn from ('-' for stdin)")
     p.add_argument("--out", required=True, help="output prefix: writes PREFIX.model and PREFIX.vocab")

@@ -19,13 +19,13 @@ from collections import Counter
 
 import numpy as np
 import regex
-from tqdm import tqdm
 
 from . import interop
 from .base import ModelReader, Tokenizer, render_token, unknown_id_error, utf8
 from .gather import TokenTable
 from .merge_kernel import PairTable
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from .progress import progress
 from .train_fast import train_merges
 
 IDENTITY_BYTES = list(range(256))
@@ -152,7 +152,8 @@ class BPETokenizer(Tokenizer):
         Each step merges the most frequent adjacent pair within the pre-split chunks; equally
         frequent pairs go to the lowest (left id, right id) (see train_fast). Replaces earlier
         merges; byte ids become the identity. Special tokens already registered are kept and must
-        have ids >= vocab_size. `verbose` shows a progress bar.
+        have ids >= vocab_size. `verbose` shows progress (a bar on a terminal, else a line
+        every so often: tokenizer/progress.py).
         """
         if not isinstance(vocab_size, int) or vocab_size < 256:
             raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
@@ -165,7 +166,7 @@ class BPETokenizer(Tokenizer):
         utf8(text)
         chunk_counts = Counter(self._split(text))
         byte_chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
-        with tqdm(total=vocab_size - 256, desc="merges", disable=not verbose) as bar:
+        with progress(vocab_size - 256, None if verbose else False, desc="merges", unit="merge") as bar:
             merges = train_merges(byte_chunk_counts, vocab_size - 256, progress=bar.update)
         self.byte_ids, self.merges = IDENTITY_BYTES, merges
         self._rebuild()
