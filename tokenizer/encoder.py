@@ -71,13 +71,17 @@ def merge_piece(parts, keys, values, out, written):
 # ----- pieces seen before -----
 
 class PieceCache:
-    """piece bytes -> ids, shared by the calls on one tokenizer; emptied whenever one of its arrays fills."""
+    """piece bytes -> ids, shared by the calls on one tokenizer; emptied whenever one of its arrays fills.
 
-    def __init__(self):
-        self.slots = np.full(CACHE_SLOTS, EMPTY, dtype=np.int64)
-        self.entries = np.zeros((CACHE_SLOTS // 2, 5), dtype=np.int64)  # hash, key start, key length, ids start, count
-        self.keys = np.zeros(CACHE_KEY_BYTES, dtype=np.uint8)
-        self.ids = np.zeros(CACHE_IDS, dtype=np.int64)
+    Holds at most slots // 2 pieces, key_bytes bytes of them and `ids` ids (about 5 MB by default)."""
+
+    def __init__(self, slots: int = CACHE_SLOTS, key_bytes: int = CACHE_KEY_BYTES, ids: int = CACHE_IDS):
+        if slots < 2 or slots & (slots - 1):
+            raise ValueError(f"the cache's slots must be a power of two >= 2, got {slots}")
+        self.slots = np.full(slots, EMPTY, dtype=np.int64)
+        self.entries = np.zeros((slots // 2, 5), dtype=np.int64)  # hash, key start, key length, ids start, count
+        self.keys = np.zeros(key_bytes, dtype=np.uint8)
+        self.ids = np.zeros(ids, dtype=np.int64)
         self.used = np.zeros(3, dtype=np.int64)  # entries, key bytes, ids
 
     def clear(self) -> None:
@@ -110,6 +114,8 @@ def remember(data, lo, hi, h, ids, ids_lo, ids_hi, slots, entries, keys, cache_i
     if used[0] == len(entries) or used[1] + hi - lo > len(keys) or used[2] + ids_hi - ids_lo > len(cache_ids):
         slots.fill(EMPTY)
         used.fill(0)
+    if hi - lo > len(keys) or ids_hi - ids_lo > len(cache_ids):
+        return  # larger than the whole cache
     mask = len(slots) - 1
     slot = np.int64(h & np.uint64(mask))
     while slots[slot] != EMPTY:

@@ -23,7 +23,7 @@ The white-space alternatives, read as one decision on the run of white space [i,
 import numpy as np
 from numba import njit
 
-from .unicode_classes import CLASS_MASK, FOLD_SHIFT, FOLDS, LETTER, NUMBER, OTHER, SPACE
+from .unicode_classes import CLASS_MASK, FOLD_SHIFT, FOLDS, LETTER, NUMBER, OTHER, SPACE, class_table
 
 GIVEN, GPT2, GPT4 = 0, 1, 2  # GIVEN: the piece ends come from `regex` (any other pattern)
 QUOTE, LF, CR, BLANK = ord("'"), ord("\n"), ord("\r"), ord(" ")
@@ -172,3 +172,10 @@ def piece_ends(data, table, kind):
         ends[count] = i
         count += 1
     return ends[:count]
+
+
+def split(text: str, kind: int) -> list[str]:
+    """reference.split for pattern `kind` (GPT2 or GPT4), by the scanner: the pieces as strings."""
+    data = text.encode("utf-8")
+    ends = piece_ends(np.frombuffer(data, dtype=np.uint8), class_table(), kind).tolist()
+    return [data[start:end].decode("utf-8") for start, end in zip([0] + ends, ends)]
