@@ -232,8 +232,9 @@ class BPETokenizer(Tokenizer):
         """The raw bytes of a sequence of ids; an unknown id raises ValueError naming it."""
         if self.compiled:
             id_array = _as_id_array(ids)
-            if id_array is not None and self._table.ids_are_known(id_array):
-                return self._table.gather(id_array)
+            data = None if id_array is None else self._table.gather(id_array)
+            if data is not None:
+                return data
         elif all(isinstance(i, (int, np.integer)) and self._known(i) for i in ids):
             return reference.decode_bytes(ids, self._decoder)
         raise unknown_id_error(ids, self._known, f"this tokenizer has {len(self._tokens)} ordinary ids and "

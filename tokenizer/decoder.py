@@ -4,7 +4,7 @@
 byte table copies every token of up to 8 bytes as exactly 8 bytes (a fixed-length copy the compiler
 unrolls, with no branch on the length) and then advances by the true length, so the next token
 overwrites the spare bytes. That beats a loop of `length` iterations, whose trip count varies per
-token, and leaves decode bounded by turning the list of ids into an array.
+token, and leaves decode bounded by turning the list of ids into an array. The same call checks the ids.
 """
 
 import numpy as np
@@ -27,20 +27,21 @@ class TokenTable:
         flat = b"".join(token or b"" for token in tokens) + bytes(COPY)
         self.flat = np.frombuffer(flat, dtype=np.uint8)
 
-    def ids_are_known(self, ids: np.ndarray) -> bool:
-        """Whether every id in the int64 array `ids` names a token."""
-        return ids.size == 0 or (ids.min() >= 0 and ids.max() < len(self.known) and bool(self.known[ids].all()))
-
-    def gather(self, ids: np.ndarray) -> bytes:
-        """The concatenated bytes of `ids` (int64, all known)."""
-        total = int(self.lengths[ids].sum())
-        out = np.empty(total + COPY, dtype=np.uint8)
-        _gather(ids, self.offsets, self.lengths, self.flat, out)
-        return out[:total].tobytes()
+    def gather(self, ids: np.ndarray) -> bytes | None:
+        """The concatenated bytes of `ids` (int64), or None if one of them names no token."""
+        out = _gather(ids, self.known, self.offsets, self.lengths, self.flat)
+        return None if out is None else out[: len(out) - COPY].tobytes()
 
 
 @njit(cache=True)
-def _gather(ids, offsets, lengths, flat, out):
+def _gather(ids, known, offsets, lengths, flat):
+    """One pass checks every id and sums the lengths, the next copies; None on an unknown id."""
+    total = 0
+    for token_id in ids:
+        if token_id < 0 or token_id >= len(known) or not known[token_id]:
+            return None
+        total += lengths[token_id]
+    out = np.empty(total + COPY, dtype=np.uint8)
     position = 0
     for token_id in ids:
         start, length = offsets[token_id], lengths[token_id]
@@ -51,3 +52,4 @@ def _gather(ids, offsets, lengths, flat, out):
             for k in range(length):
                 out[position + k] = flat[start + k]
         position += length
+    return out
