@@ -82,7 +82,7 @@ def test_nanograd_kernels_numpy_selects_the_reference(monkeypatch):
 def test_the_piece_cache_empties_when_full_and_ids_stay_right():
     compiled, reference = twins.__wrapped__(GPT4_SPLIT_PATTERN)
     compiled.encode_ordinary("warm up")  # builds the compiled encoder
-    compiled._encoder.cache = PieceCache(slots=64, key_bytes=200, ids=100)  # 32 pieces at most
+    compiled._encoder.cache = PieceCache(pieces=32, key_bytes=200, ids=100)
     text = multilingual_text(5000, seed=2)
     assert compiled.encode_ordinary(text) == reference.encode_ordinary(text)
     assert 0 < len(compiled._encoder.cache) <= 32
@@ -94,7 +94,7 @@ def test_the_piece_cache_empties_when_full_and_ids_stay_right():
 def test_pieces_longer_than_the_cache_are_encoded_but_not_kept():
     compiled, reference = twins.__wrapped__(GPT4_SPLIT_PATTERN)
     compiled.encode_ordinary("warm up")
-    compiled._encoder.cache = PieceCache(slots=64, key_bytes=16, ids=100)
+    compiled._encoder.cache = PieceCache(pieces=32, key_bytes=16, ids=100)
     text = "abcdefghijklmnopqrstuvwxyz " * 3
     assert compiled.encode_ordinary(text) == reference.encode_ordinary(text)
     assert len(compiled._encoder.cache) == 0

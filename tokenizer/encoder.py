@@ -17,15 +17,15 @@ import heapq
 import numpy as np
 from numba import njit
 
-from .lookup_tables import EMPTY, PairTable, TokenLookup, fnv1a, pair_rank, same_bytes, whole_token
+from .lookup_tables import PairTable, TokenLookup, empty_slots, find, insert, key_of, pair_rank
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from .pretokenizer import GIVEN, GPT2, GPT4, piece_end
 from .unicode_classes import class_table
 
 SCANNED = {GPT2_SPLIT_PATTERN: GPT2, GPT4_SPLIT_PATTERN: GPT4}  # patterns the pre-tokenizer scans itself
 MAX_CACHED_PIECE_BYTES = 256  # longer pieces are rare and would crowd the cache out
-CACHE_SLOTS = 1 << 17  # the cache keeps at most half as many pieces, and is emptied when full:
-CACHE_KEY_BYTES = 1 << 21  # bounded memory (about 5 MB) on an endless stream of new text
+CACHE_PIECES = 1 << 16  # the cache is emptied when full: bounded memory (about 9 MB)
+CACHE_KEY_BYTES = 1 << 21  # on an endless stream of new text
 CACHE_IDS = 1 << 19
 
 
@@ -71,59 +71,39 @@ def merge_piece(parts, keys, values, out, written):
 # ----- pieces seen before -----
 
 class PieceCache:
-    """piece bytes -> ids, shared by the calls on one tokenizer; emptied whenever one of its arrays fills.
+    """piece bytes -> ids, shared by the calls on one tokenizer; emptied whenever it fills.
 
-    Holds at most slots // 2 pieces, key_bytes bytes of them and `ids` ids (about 5 MB by default)."""
+    Holds at most `pieces` pieces, key_bytes bytes of them and `ids` ids (about 9 MB by default)."""
 
-    def __init__(self, slots: int = CACHE_SLOTS, key_bytes: int = CACHE_KEY_BYTES, ids: int = CACHE_IDS):
-        if slots < 2 or slots & (slots - 1):
-            raise ValueError(f"the cache's slots must be a power of two >= 2, got {slots}")
-        self.slots = np.full(slots, EMPTY, dtype=np.int64)
-        self.entries = np.zeros((slots // 2, 5), dtype=np.int64)  # hash, key start, key length, ids start, count
+    def __init__(self, pieces: int = CACHE_PIECES, key_bytes: int = CACHE_KEY_BYTES, ids: int = CACHE_IDS):
+        self.slots = empty_slots(pieces)
         self.keys = np.zeros(key_bytes, dtype=np.uint8)
         self.ids = np.zeros(ids, dtype=np.int64)
-        self.used = np.zeros(3, dtype=np.int64)  # entries, key bytes, ids
+        self.used = np.zeros(3, dtype=np.int64)  # pieces, key bytes, ids
+        self.capacity = pieces
 
     def clear(self) -> None:
-        self.slots.fill(EMPTY)
+        self.slots[:, 1] = -1
         self.used.fill(0)
 
     def __len__(self) -> int:
         return int(self.used[0])
 
     def arrays(self) -> tuple:
-        return self.slots, self.entries, self.keys, self.ids, self.used
+        return self.slots, self.keys, self.ids, self.used, self.capacity
 
 
 @njit(cache=True)
-def cached_ids(data, lo, hi, h, slots, entries, keys):
-    """The entry of piece data[lo:hi] (hash h) in the cache, or -1."""
-    mask = len(slots) - 1
-    slot = np.int64(h & np.uint64(mask))
-    while slots[slot] != EMPTY:
-        e = slots[slot]
-        if entries[e, 0] == np.int64(h) and entries[e, 2] == hi - lo and same_bytes(keys, entries[e, 1], data, lo, hi - lo):
-            return e
-        slot = (slot + 1) & mask
-    return -1
-
-
-@njit(cache=True)
-def remember(data, lo, hi, h, ids, ids_lo, ids_hi, slots, entries, keys, cache_ids, used):
-    """Store piece data[lo:hi] (hash h) -> ids[ids_lo:ids_hi], first emptying the cache if it is full."""
-    if used[0] == len(entries) or used[1] + hi - lo > len(keys) or used[2] + ids_hi - ids_lo > len(cache_ids):
-        slots.fill(EMPTY)
+def remember(data, lo, hi, word, h, ids, ids_lo, ids_hi, cache):
+    """Store piece data[lo:hi] -> ids[ids_lo:ids_hi], first emptying the cache if it is full."""
+    slots, keys, cache_ids, used, capacity = cache
+    if used[0] == capacity or used[1] + hi - lo > len(keys) or used[2] + ids_hi - ids_lo > len(cache_ids):
+        slots[:, 1] = -1
         used.fill(0)
     if hi - lo > len(keys) or ids_hi - ids_lo > len(cache_ids):
         return  # larger than the whole cache
-    mask = len(slots) - 1
-    slot = np.int64(h & np.uint64(mask))
-    while slots[slot] != EMPTY:
-        slot = (slot + 1) & mask
-    e = used[0]
-    slots[slot] = e
-    entries[e, 0], entries[e, 1], entries[e, 2] = np.int64(h), used[1], hi - lo
-    entries[e, 3], entries[e, 4] = used[2], ids_hi - ids_lo
+    value = (used[2] << 9) | (ids_hi - ids_lo)  # where its ids start, how many (<= 256, one per byte)
+    insert(slots, word, h, hi - lo, value, used[1])
     keys[used[1] : used[1] + hi - lo] = data[lo:hi]
     cache_ids[used[2] : used[2] + ids_hi - ids_lo] = ids[ids_lo:ids_hi]
     used[0] += 1
@@ -134,16 +114,15 @@ def remember(data, lo, hi, h, ids, ids_lo, ids_hi, slots, entries, keys, cache_i
 # ----- the whole text -----
 
 @njit(cache=True)
-def encode_bytes(data, kind, table, given_ends, byte_ids, tokens, pairs, cache):
+def encode_bytes(data, kind, table, given_ends, byte_ids, token_slots, token_bytes, pairs, cache):
     """The ids of UTF-8 bytes `data` (uint8), as an int64 array.
 
     kind: pretokenizer.GPT2 or GPT4 to scan the pieces here, GIVEN to take their ends from `given_ends`.
-    table: unicode_classes.class_table(). byte_ids: (256,) byte value -> its id. tokens: a TokenLookup's
-    (slots, hashes, flat, offsets, lengths); pairs: a PairTable's (keys, values); cache: PieceCache.arrays().
+    table: unicode_classes.class_table(). byte_ids: (256,) byte value -> its id. token_slots, token_bytes:
+    a TokenLookup's slots and flat; pairs: a PairTable's (keys, values); cache: PieceCache.arrays().
     """
-    slots, hashes, flat, offsets, lengths = tokens
     keys, values = pairs
-    cache_slots, entries, cache_keys, cache_ids, used = cache
+    cache_slots, cache_keys, cache_ids = cache[0], cache[1], cache[2]
     n = len(data)
     out = np.empty(n, dtype=np.int64)  # a piece never has more ids than bytes
     written, lo, p = 0, 0, 0
@@ -153,17 +132,17 @@ def encode_bytes(data, kind, table, given_ends, byte_ids, tokens, pairs, cache):
             p += 1
         else:
             hi = piece_end(data, lo, n, table, kind)
-        h = fnv1a(data, lo, hi)
-        token_id = whole_token(data, lo, hi, h, slots, hashes, flat, offsets, lengths)
+        word, h = key_of(data, lo, hi)
+        token_id = find(token_slots, data, lo, hi, word, h, token_bytes)
         if token_id >= 0:
             out[written] = token_id
             written += 1
             lo = hi
             continue
         cacheable = hi - lo <= MAX_CACHED_PIECE_BYTES
-        e = cached_ids(data, lo, hi, h, cache_slots, entries, cache_keys) if cacheable else -1
-        if e >= 0:
-            start, count = entries[e, 3], entries[e, 4]
+        found = find(cache_slots, data, lo, hi, word, h, cache_keys) if cacheable else -1
+        if found >= 0:
+            start, count = found >> 9, found & 511
             out[written : written + count] = cache_ids[start : start + count]
             written += count
         else:
@@ -173,7 +152,7 @@ def encode_bytes(data, kind, table, given_ends, byte_ids, tokens, pairs, cache):
             before = written
             written = merge_piece(parts, keys, values, out, written)
             if cacheable:
-                remember(data, lo, hi, h, out, before, written, cache_slots, entries, cache_keys, cache_ids, used)
+                remember(data, lo, hi, word, h, out, before, written, cache)
         lo = hi
     return out[:written]
 
@@ -193,7 +172,7 @@ class CompiledEncoder:
         self.byte_ids = np.array(byte_ids, dtype=np.int64)
         n_ordinary = len(token_ids)
         lookup = TokenLookup(decoder.flat, decoder.offsets[:n_ordinary], decoder.lengths[:n_ordinary])
-        self.tokens = (lookup.slots, lookup.hashes, lookup.flat, lookup.offsets, lookup.lengths)
+        self.token_slots, self.token_bytes = lookup.slots, lookup.flat
         lefts, rights, ranks = [], [], []  # every split of every token into two tokens, with its rank
         for token, token_id in token_ids.items():
             for cut in range(1, len(token)):
@@ -213,5 +192,5 @@ class CompiledEncoder:
             pieces = [text] if self.split_regex is None else self.split_regex.findall(text)
             ends = np.cumsum([len(piece.encode("utf-8")) for piece in pieces], dtype=np.int64)
         ids = encode_bytes(np.frombuffer(data, dtype=np.uint8), self.kind, self.table, ends, self.byte_ids,
-                           self.tokens, self.pairs, self.cache.arrays())
+                           self.token_slots, self.token_bytes, self.pairs, self.cache.arrays())
         return ids.tolist()

@@ -1,21 +1,32 @@
 """Open-addressing hash tables in NumPy arrays, for the compiled encoder (numba's typed dict is slow to fill
 from Python): `TokenLookup` (bytes -> token id) and `PairTable` ((left id, right id) -> rank of the token the
-pair spells). Byte strings are hashed with 64-bit FNV-1a; each table is at most half full, so probe chains
-stay short.
+pair spells), and `find` / `insert` for byte-string keys, which the piece cache uses too. A slot holds a short
+key's bytes themselves, so most lookups read one cache line and no key bytes elsewhere (a memory-bound step:
+cl100k's table is 4 MB). Each table is at most half full, so probe chains stay short.
 """
 
 import numpy as np
 from numba import njit
 
 EMPTY = -1  # an unused slot
+INLINE = 8  # keys of up to 8 bytes are kept in the slot itself: a lookup touches one cache line
+VALUE = (1 << 32) - 1
 
 
 @njit(cache=True)
-def fnv1a(data, lo, hi):
+def key_of(data, lo, hi):
+    """(word, hash) of the key data[lo:hi]: a key of up to 8 bytes is its own word (the bytes, packed), so
+    comparing words compares keys; a longer one's word is its 64-bit FNV-1a hash."""
+    if hi - lo <= INLINE:
+        word = np.uint64(0)
+        for k in range(lo, hi):
+            word = (word << np.uint64(8)) | np.uint64(data[k])
+        mixed = (word ^ np.uint64(hi - lo)) * np.uint64(0x9E3779B97F4A7C15)
+        return np.int64(word), np.int64(mixed ^ (mixed >> np.uint64(29)))
     h = np.uint64(14695981039346656037)
     for k in range(lo, hi):
         h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
-    return h
+    return np.int64(h), np.int64(h)
 
 
 @njit(cache=True)
@@ -27,45 +38,57 @@ def same_bytes(a, a_lo, b, b_lo, length):
 
 
 @njit(cache=True)
-def _fill_token_slots(slots, hashes, flat, offsets, lengths):
+def find(slots, data, lo, hi, word, h, stored):
+    """The value stored for key data[lo:hi] (whose key_of is word, h), or -1. `stored` holds the bytes of
+    keys longer than INLINE, at the offsets in the slots' third column."""
     mask = len(slots) - 1
-    for token_id in range(len(lengths)):  # in id order: of two tokens with the same bytes, the lower id wins
-        h = fnv1a(flat, offsets[token_id], offsets[token_id] + lengths[token_id])
-        hashes[token_id] = h
-        slot = np.int64(h & np.uint64(mask))
-        while slots[slot] != EMPTY:
-            other = slots[slot]
-            if hashes[other] == h and lengths[other] == lengths[token_id] and same_bytes(
-                    flat, offsets[other], flat, offsets[token_id], lengths[token_id]):
-                break
-            slot = (slot + 1) & mask
-        if slots[slot] == EMPTY:
-            slots[slot] = token_id
-
-
-class TokenLookup:
-    """bytes -> lowest id of the token spelled so, for the ordinary tokens of a decoder table."""
-
-    def __init__(self, flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray):
-        size = 16
-        while size < 2 * len(lengths):
-            size *= 2
-        self.flat, self.offsets, self.lengths = flat, offsets, lengths
-        self.slots = np.full(size, EMPTY, dtype=np.int64)
-        self.hashes = np.zeros(len(lengths), dtype=np.uint64)
-        _fill_token_slots(self.slots, self.hashes, flat, offsets, lengths)
+    length = hi - lo
+    slot = h & mask
+    while slots[slot, 1] != EMPTY:
+        if slots[slot, 0] == word and slots[slot, 1] >> 32 == length and (
+                length <= INLINE or same_bytes(stored, slots[slot, 2], data, lo, length)):
+            return slots[slot, 1] & VALUE
+        slot = (slot + 1) & mask
+    return -1
 
 
 @njit(cache=True)
-def whole_token(data, lo, hi, h, slots, hashes, flat, offsets, lengths):
+def insert(slots, word, h, length, value, stored_at):
+    """Store `value` (0 <= value < 2**32) for a key not in the table; its bytes are at stored[stored_at:]."""
     mask = len(slots) - 1
-    slot = np.int64(h & np.uint64(mask))
-    while slots[slot] != EMPTY:
-        token_id = slots[slot]
-        if hashes[token_id] == h and lengths[token_id] == hi - lo and same_bytes(flat, offsets[token_id], data, lo, hi - lo):
-            return token_id
+    slot = h & mask
+    while slots[slot, 1] != EMPTY:
         slot = (slot + 1) & mask
-    return -1
+    slots[slot, 0], slots[slot, 1], slots[slot, 2] = word, (np.int64(length) << 32) | value, stored_at
+
+
+def empty_slots(n_keys: int) -> np.ndarray:
+    """(size, 3) int64 slots for up to n_keys keys, at most half full: word, length << 32 | value, stored_at."""
+    size = 16
+    while size < 2 * n_keys:
+        size *= 2
+    slots = np.zeros((size, 3), dtype=np.int64)
+    slots[:, 1] = EMPTY
+    return slots
+
+
+@njit(cache=True)
+def _fill_token_slots(slots, flat, offsets, lengths):
+    for token_id in range(len(lengths)):  # in id order: of two tokens with the same bytes, the lower id wins
+        lo, hi = offsets[token_id], offsets[token_id] + lengths[token_id]
+        word, h = key_of(flat, lo, hi)
+        if find(slots, flat, lo, hi, word, h, flat) < 0:
+            insert(slots, word, h, hi - lo, token_id, lo)
+
+
+class TokenLookup:
+    """bytes -> lowest id of the token spelled so, for the ordinary tokens of a decoder table:
+    find(lookup.slots, data, lo, hi, *key_of(data, lo, hi), lookup.flat)."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray):
+        self.flat = flat
+        self.slots = empty_slots(len(lengths))
+        _fill_token_slots(self.slots, flat, offsets, lengths)
 
 
 @njit(cache=True)

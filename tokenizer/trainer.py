@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from .lookup_tables import EMPTY, fnv1a, same_bytes
+from .lookup_tables import EMPTY, find, insert, key_of
 from .pretokenizer import piece_end
 from .unicode_classes import class_table
 
@@ -27,40 +27,29 @@ LOW = (1 << 32) - 1
 def _distinct_pieces(data, table, kind):
     """(first byte of each distinct piece, its end, how often it occurs), in order of first occurrence."""
     n = len(data)
-    slots = np.full(64, EMPTY, dtype=np.int64)
+    slots = np.zeros((64, 3), dtype=np.int64)
+    slots[:, 1] = EMPTY
     firsts = np.empty(32, dtype=np.int64)  # the distinct pieces: data[firsts[d] : ends[d]]
     ends = np.empty(32, dtype=np.int64)
-    hashes = np.empty(32, dtype=np.uint64)
     counts = np.empty(32, dtype=np.int64)
     n_distinct, lo = 0, 0
     while lo < n:
         hi = piece_end(data, lo, n, table, kind)
-        h = fnv1a(data, lo, hi)
-        mask = len(slots) - 1
-        slot = np.int64(h & np.uint64(mask))
-        while slots[slot] != EMPTY:
-            d = slots[slot]
-            if hashes[d] == h and ends[d] - firsts[d] == hi - lo and same_bytes(data, firsts[d], data, lo, hi - lo):
-                break
-            slot = (slot + 1) & mask
-        if slots[slot] != EMPTY:
-            counts[slots[slot]] += 1
+        word, h = key_of(data, lo, hi)
+        d = find(slots, data, lo, hi, word, h, data)
+        if d >= 0:
+            counts[d] += 1
         else:
             if n_distinct == len(firsts):  # grow the lists, and the slots to stay at most half full
-                firsts, ends = np.concatenate((firsts, firsts)), np.concatenate((ends, ends))
-                hashes, counts = np.concatenate((hashes, hashes)), np.concatenate((counts, counts))
-                slots = np.full(4 * len(firsts), EMPTY, dtype=np.int64)
-                mask = len(slots) - 1
-                for d in range(n_distinct):
-                    slot = np.int64(hashes[d] & np.uint64(mask))
-                    while slots[slot] != EMPTY:
-                        slot = (slot + 1) & mask
-                    slots[slot] = d
-                slot = np.int64(h & np.uint64(mask))
-                while slots[slot] != EMPTY:
-                    slot = (slot + 1) & mask
-            slots[slot] = n_distinct
-            firsts[n_distinct], ends[n_distinct], hashes[n_distinct], counts[n_distinct] = lo, hi, h, 1
+                firsts, ends, counts = (np.concatenate((firsts, firsts)), np.concatenate((ends, ends)),
+                                        np.concatenate((counts, counts)))
+                slots = np.zeros((2 * len(firsts), 3), dtype=np.int64)
+                slots[:, 1] = EMPTY
+                for old in range(n_distinct):
+                    old_word, old_h = key_of(data, firsts[old], ends[old])
+                    insert(slots, old_word, old_h, ends[old] - firsts[old], old, firsts[old])
+            insert(slots, word, h, hi - lo, n_distinct, lo)
+            firsts[n_distinct], ends[n_distinct], counts[n_distinct] = lo, hi, 1
             n_distinct += 1
         lo = hi
     return firsts[:n_distinct], ends[:n_distinct], counts[:n_distinct]
