@@ -29,22 +29,24 @@ class TokenTable:
 
     def gather(self, ids: np.ndarray) -> bytes | None:
         """The concatenated bytes of `ids` (int64), or None if one of them names no token."""
-        out = _gather(ids, self.known, self.offsets, self.lengths, self.flat)
-        return None if out is None else out[: len(out) - COPY].tobytes()
+        out, total = _gather(ids, self.known, self.offsets, self.lengths, self.flat)
+        return None if total < 0 else out[:total].tobytes()
 
 
 @njit(cache=True)
 def _gather(ids, known, offsets, lengths, flat):
-    """One pass checks every id and sums the lengths, the next copies; None on an unknown id."""
-    total = 0
-    for token_id in ids:
-        if token_id < 0 or token_id >= len(known) or not known[token_id]:
-            return None
-        total += lengths[token_id]
-    out = np.empty(total + COPY, dtype=np.uint8)
+    """(buffer, bytes written), or (empty, -1) on an unknown id. One pass checks and copies; the buffer
+    starts at 4 bytes per id (most tokens are shorter) and doubles when a long token needs more."""
+    out = np.empty(4 * len(ids) + 2 * COPY, dtype=np.uint8)
     position = 0
     for token_id in ids:
+        if token_id < 0 or token_id >= len(known) or not known[token_id]:
+            return out[:0], -1
         start, length = offsets[token_id], lengths[token_id]
+        if position + max(length, COPY) > len(out):
+            grown = np.empty(2 * len(out) + length, dtype=np.uint8)
+            grown[:position] = out[:position]
+            out = grown
         if length <= COPY:
             for k in range(COPY):
                 out[position + k] = flat[start + k]
@@ -52,4 +54,4 @@ def _gather(ids, known, offsets, lengths, flat):
             for k in range(length):
                 out[position + k] = flat[start + k]
         position += length
-    return out
+    return out, position
