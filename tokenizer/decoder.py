@@ -27,22 +27,25 @@ class TokenTable:
         flat = b"".join(token or b"" for token in tokens) + bytes(COPY)
         self.flat = np.frombuffer(flat, dtype=np.uint8)
 
+        # Where each token is, beside how long it is (-1: no token), so one cache line answers both.
+        self.spans = np.stack([self.offsets, np.where(self.known, self.lengths, -1)], axis=1)
+
     def gather(self, ids: np.ndarray) -> bytes | None:
         """The concatenated bytes of `ids` (int64), or None if one of them names no token."""
-        out, total = _gather(ids, self.known, self.offsets, self.lengths, self.flat)
+        out, total = _gather(ids, self.spans, self.flat)
         return None if total < 0 else out[:total].tobytes()
 
 
 @njit(cache=True)
-def _gather(ids, known, offsets, lengths, flat):
+def _gather(ids, spans, flat):
     """(buffer, bytes written), or (empty, -1) on an unknown id. One pass checks and copies; the buffer
     starts at 4 bytes per id (most tokens are shorter) and doubles when a long token needs more."""
     out = np.empty(4 * len(ids) + 2 * COPY, dtype=np.uint8)
     position = 0
     for token_id in ids:
-        if token_id < 0 or token_id >= len(known) or not known[token_id]:
+        if token_id < 0 or token_id >= len(spans) or spans[token_id, 1] < 0:
             return out[:0], -1
-        start, length = offsets[token_id], lengths[token_id]
+        start, length = spans[token_id, 0], spans[token_id, 1]
         if position + max(length, COPY) > len(out):
             grown = np.empty(2 * len(out) + length, dtype=np.uint8)
             grown[:position] = out[:position]
