@@ -98,3 +98,14 @@ def test_pieces_longer_than_the_cache_are_encoded_but_not_kept():
     text = "abcdefghijklmnopqrstuvwxyz " * 3
     assert compiled.encode_ordinary(text) == reference.encode_ordinary(text)
     assert len(compiled._encoder.cache) == 0
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_piece_that_is_a_token_is_that_token_even_after_a_duplicate(compiled):
+    # 256 "bc", 257 "ab", 258 "ab" again, 259 "cd", 260 "abcd". Merging "abcd" gets stuck at a|bc|d ("abc"
+    # and "bcd" are no tokens), so only the whole-piece lookup finds 260, the last id, which comes after a
+    # duplicate: counting distinct tokens instead of ids once left it out of the compiled lookup (planted).
+    tok = BPETokenizer._from_parts(None, list(range(256)), [(98, 99), (97, 98), (97, 98), (99, 100), (257, 259)], {})
+    tok.compiled = compiled
+    assert tok.encode("abcd") == [260]
+    assert tok.encode("abcdx") == [97, 256, 100, 120]

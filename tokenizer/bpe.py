@@ -167,7 +167,7 @@ class BPETokenizer(Tokenizer):
             return reference.encode_pieces(reference.split(self._split_regex, text), self._token_ids)
         if self._encoder is None:
             self._encoder = CompiledEncoder(self.pattern, self._split_regex, self._token_ids, self.byte_ids,
-                                            self._table)
+                                            self._table, len(self._tokens))
         return self._encoder.encode(data, text)
 
     def clear_cache(self) -> None:

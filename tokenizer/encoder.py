@@ -1,4 +1,4 @@
-"""The compiled encoder: text bytes in, ids out, in one numba call (reference.encode is the definition).
+"""The compiled encoder: text bytes in, ids out, in one numba call (reference.encode_pieces is the definition).
 
 For each piece the pre-tokenizer cuts (pretokenizer.piece_end, or the ends `regex` found for any other
 pattern), in this order:
@@ -17,6 +17,7 @@ import heapq
 import numpy as np
 from numba import njit
 
+from . import reference
 from .lookup_tables import PairTable, TokenLookup, empty_slots, find, insert, key_of, pair_rank
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from .pretokenizer import GIVEN, GPT2, GPT4, piece_end
@@ -162,15 +163,15 @@ class CompiledEncoder:
     not need it), kept until its merges change.
 
     token_ids: bytes -> lowest id of the ordinary token so spelled. byte_ids: (256,) byte value -> its id.
-    decoder: the tokenizer's decoder.TokenTable (its first len(token_ids) rows are the ordinary tokens).
+    decoder: the tokenizer's decoder.TokenTable, whose first n_ordinary rows are the ordinary tokens.
     """
 
-    def __init__(self, pattern: str | None, split_regex, token_ids: dict[bytes, int], byte_ids, decoder):
+    def __init__(self, pattern: str | None, split_regex, token_ids: dict[bytes, int], byte_ids, decoder,
+                 n_ordinary: int):
         self.kind = SCANNED.get(pattern, GIVEN)
         self.split_regex = split_regex
         self.table = class_table() if self.kind != GIVEN else np.zeros(1, dtype=np.uint8)
         self.byte_ids = np.array(byte_ids, dtype=np.int64)
-        n_ordinary = len(token_ids)
         lookup = TokenLookup(decoder.flat, decoder.offsets[:n_ordinary], decoder.lengths[:n_ordinary])
         self.token_slots, self.token_bytes = lookup.slots, lookup.flat
         lefts, rights, ranks = [], [], []  # every split of every token into two tokens, with its rank
@@ -189,7 +190,7 @@ class CompiledEncoder:
         """The ids of `text`, whose UTF-8 bytes are `data`."""
         ends = np.zeros(0, dtype=np.int64)
         if self.kind == GIVEN:
-            pieces = [text] if self.split_regex is None else self.split_regex.findall(text)
+            pieces = reference.split(self.split_regex, text)
             ends = np.cumsum([len(piece.encode("utf-8")) for piece in pieces], dtype=np.int64)
         ids = encode_bytes(np.frombuffer(data, dtype=np.uint8), self.kind, self.table, ends, self.byte_ids,
                            self.token_slots, self.token_bytes, self.pairs, self.cache.arrays())
