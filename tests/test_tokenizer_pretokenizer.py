@@ -32,7 +32,7 @@ texts = st.lists(st.one_of(st.text(chars, max_size=12), runs, contractions), max
 
 
 @pytest.mark.parametrize("name", KINDS)
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(text=texts)
 def test_scanner_cuts_generated_text_as_regex_does(name, text):
     kind, pattern = KINDS[name]
