@@ -37,14 +37,15 @@ def merge_piece(parts, keys, values, out, written):
     n = len(parts)
     next_part = np.arange(1, n + 1)
     prev_part = np.arange(-1, n - 1)
-    heap = [(np.int64(0), np.int64(0)) for _ in range(0)]  # (rank, part): an empty typed list
+    heap = [np.int64(0) for _ in range(0)]  # rank << 32 | part: (rank, part) in one int64, ordered alike
     for i in range(n - 1):
         rank = pair_rank(keys, values, parts[i], parts[i + 1])
         if rank >= 0:
-            heap.append((rank, np.int64(i)))
+            heap.append((rank << 32) | i)
     heapq.heapify(heap)
     while heap:
-        rank, i = heapq.heappop(heap)
+        entry = heapq.heappop(heap)
+        rank, i = entry >> 32, entry & 0xFFFFFFFF
         j = next_part[i]
         if parts[i] < 0 or j >= n or pair_rank(keys, values, parts[i], parts[j]) != rank:
             continue  # stale: part i or its neighbour changed since this entry was pushed
@@ -56,12 +57,12 @@ def merge_piece(parts, keys, values, out, written):
             prev_part[after] = i
             rank_right = pair_rank(keys, values, rank, parts[after])
             if rank_right >= 0:
-                heapq.heappush(heap, (rank_right, i))
+                heapq.heappush(heap, (rank_right << 32) | i)
         before = prev_part[i]
         if before >= 0:
             rank_left = pair_rank(keys, values, parts[before], rank)
             if rank_left >= 0:
-                heapq.heappush(heap, (rank_left, before))
+                heapq.heappush(heap, (rank_left << 32) | before)
     for i in range(n):
         if parts[i] >= 0:
             out[written] = parts[i]
