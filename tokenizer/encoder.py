@@ -5,9 +5,11 @@ pattern), in this order:
 1. a piece that is itself a token is that token: one lookup in `TokenLookup`, as tiktoken does;
 2. a piece seen before is served from the `PieceCache`: natural text repeats its words (tinyshakespeare
    has 298k pieces but 15k distinct ones), so most pieces cost one hash and one comparison;
-3. else its bytes are merged by tiktoken's rule, lowest-rank adjacent pair first, leftmost on ties, with
-   a heap over a linked list of parts (`merge_piece`): O(n log n), so a megabyte-long piece (one
-   character repeated) takes about ten times what 100 kB takes, not a hundred.
+3. else its bytes are merged by tiktoken's rule, lowest-rank adjacent pair first, leftmost on ties: a
+   short piece as tiktoken does it (`merge_short`: scan the pairs' ranks for the lowest, merge, look up
+   only the two new pairs; no allocation), a longer one with a heap over a linked list of parts
+   (`merge_piece`): O(n log n), so a megabyte-long piece (one character repeated) takes about ten times
+   what 100 kB takes, not a hundred.
 
 `CompiledEncoder` holds one tokenizer's tables and cache and runs the call; the tables are in lookup_tables.
 """
@@ -24,6 +26,7 @@ from .pretokenizer import GIVEN, GPT2, GPT4, piece_end
 from .unicode_classes import class_table
 
 SCANNED = {GPT2_SPLIT_PATTERN: GPT2, GPT4_SPLIT_PATTERN: GPT4}  # patterns the pre-tokenizer scans itself
+MAX_SHORT_PIECE_BYTES = 64  # up to here a scan for the lowest rank beats a heap's allocations
 MAX_CACHED_PIECE_BYTES = 256  # longer pieces are rare and would crowd the cache out
 CACHE_PIECES = 1 << 16  # the cache is emptied when full: bounded memory (about 9 MB)
 CACHE_KEY_BYTES = 1 << 21  # on an endless stream of new text
@@ -68,6 +71,33 @@ def merge_piece(parts, keys, values, out, written):
             out[written] = parts[i]
             written += 1
     return written
+
+
+@njit(cache=True)
+def merge_short(parts, ranks, n, keys, values, out, written):
+    """merge_piece for parts[:n], in place: ranks[k] is the rank of the pair (parts[k], parts[k + 1]) or -1,
+    kept up to date as parts merge. Quadratic in n, so only for short pieces."""
+    for k in range(n - 1):
+        ranks[k] = pair_rank(keys, values, parts[k], parts[k + 1])
+    while n > 1:
+        best, at = -1, -1
+        for k in range(n - 1):  # the lowest rank, the leftmost on ties
+            if ranks[k] >= 0 and (best < 0 or ranks[k] < best):
+                best, at = ranks[k], k
+        if at < 0:
+            break
+        parts[at] = best
+        for k in range(at + 1, n - 1):
+            parts[k] = parts[k + 1]
+        for k in range(at + 1, n - 2):
+            ranks[k] = ranks[k + 1]
+        n -= 1
+        if at < n - 1:
+            ranks[at] = pair_rank(keys, values, parts[at], parts[at + 1])
+        if at > 0:
+            ranks[at - 1] = pair_rank(keys, values, parts[at - 1], parts[at])
+    out[written : written + n] = parts[:n]
+    return written + n
 
 
 # ----- pieces seen before -----
@@ -127,6 +157,8 @@ def encode_bytes(data, kind, table, given_ends, byte_ids, token_slots, token_byt
     cache_slots, cache_keys, cache_ids = cache[0], cache[1], cache[2]
     n = len(data)
     out = np.empty(n, dtype=np.int64)  # a piece never has more ids than bytes
+    short_parts = np.empty(MAX_SHORT_PIECE_BYTES, dtype=np.int64)
+    short_ranks = np.empty(MAX_SHORT_PIECE_BYTES, dtype=np.int64)
     written, lo, p = 0, 0, 0
     while lo < n:
         if kind == GIVEN:
@@ -148,11 +180,14 @@ def encode_bytes(data, kind, table, given_ends, byte_ids, token_slots, token_byt
             out[written : written + count] = cache_ids[start : start + count]
             written += count
         else:
-            parts = np.empty(hi - lo, dtype=np.int64)
+            parts = short_parts if hi - lo <= MAX_SHORT_PIECE_BYTES else np.empty(hi - lo, dtype=np.int64)
             for k in range(hi - lo):
                 parts[k] = byte_ids[data[lo + k]]
             before = written
-            written = merge_piece(parts, keys, values, out, written)
+            if hi - lo <= MAX_SHORT_PIECE_BYTES:
+                written = merge_short(parts, short_ranks, hi - lo, keys, values, out, written)
+            else:
+                written = merge_piece(parts, keys, values, out, written)
             if cacheable:
                 remember(data, lo, hi, word, h, out, before, written, cache)
         lo = hi
