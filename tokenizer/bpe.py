@@ -4,33 +4,27 @@ Ids 0..255 are the 256 byte values (in the order `byte_ids` gives; identity for 
 tokenizer, a permutation for GPT-2's files); merge k makes id 256 + k from a pair of earlier ids.
 Special tokens take ids above the ordinary ones.
 
-Encoding follows tiktoken exactly, so loaded GPT-2 or cl100k ranks give tiktoken's ids:
-- the text is cut into chunks by the split pattern (pairs never cross chunks);
-- a chunk that is itself a token becomes that token;
-- otherwise the chunk starts as bytes, and the adjacent pair whose concatenation is the token of
-  lowest id (rank) is merged, the leftmost on ties, until no adjacent pair forms a token.
-"Forms a token" is judged on the concatenated bytes, as tiktoken does, not only on the recorded
-merges: the pair table lists every split of every token into two tokens.
+Encoding follows tiktoken exactly, so loaded GPT-2 or cl100k ranks give tiktoken's ids (the rule is in
+reference.py, in plain Python). Two paths run it, tested equal: the compiled one (pretokenizer, encoder,
+decoder, trainer: numba), the default, and the reference, when `compiled=False` or NANOGRAD_KERNELS=numpy.
 """
 
 import array
 import json
+import os
 from collections import Counter
 
 import numpy as np
 import regex
 
-from . import interop
+from . import interop, reference, trainer
 from .base import ModelReader, Tokenizer, render_token, unknown_id_error, utf8
-from .gather import TokenTable
-from .merge_kernel import PairTable
+from .decoder import TokenTable
+from .encoder import SCANNED, CompiledEncoder
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from .progress import progress
-from .train_fast import train_merges
 
 IDENTITY_BYTES = list(range(256))
-CACHE_MAX_CHUNK_CHARS = 256  # longer chunks are rare and would bloat the cache
-CACHE_MAX_ENTRIES = 1 << 18  # cleared when over: bounded memory on endless streams of new text
 ALLOWED_SPECIAL_MODES = ("all", "none", "none_raise")
 MAX_TOKEN_BYTES_PER_FILE_BYTE = 64  # a trained vocabulary's tokens spell fewer bytes than its .model file has
 
@@ -46,11 +40,16 @@ def _as_id_array(ids) -> np.ndarray | None:
 
 
 class BPETokenizer(Tokenizer):
-    """Byte-level BPE. `pattern=None` means no pre-splitting (the whole text is one chunk)."""
+    """Byte-level BPE. `pattern=None` means no pre-splitting (the whole text is one piece).
+
+    compiled: run the numba path (True) or the plain-Python reference (False); None, the default, reads
+    NANOGRAD_KERNELS (numpy means the reference). The attribute `compiled` can be changed at any time.
+    """
 
     kind = "bpe"
 
-    def __init__(self, pattern: str | None = GPT4_SPLIT_PATTERN):
+    def __init__(self, pattern: str | None = GPT4_SPLIT_PATTERN, compiled: bool | None = None):
+        self.compiled = os.environ.get("NANOGRAD_KERNELS", "numba") != "numpy" if compiled is None else compiled
         try:
             self._split_regex = None if pattern is None else regex.compile(pattern)
         except regex.error as exc:
@@ -84,8 +83,7 @@ class BPETokenizer(Tokenizer):
         self._token_ids: dict[bytes, int] = {}
         for token_id, token in enumerate(tokens):
             self._token_ids.setdefault(token, token_id)
-        self._pair_table: PairTable | None = None  # built by the first encode
-        self._cache: dict[str, list[int]] = {}
+        self._encoder: CompiledEncoder | None = None  # built by the first compiled encode
         self._rebuild_specials()
 
     def _rebuild_specials(self) -> None:
@@ -97,21 +95,6 @@ class BPETokenizer(Tokenizer):
                 self._decoder[token_id] = name.encode("utf-8")
         self._table = TokenTable(self._decoder)
         self._special_regexes: dict[frozenset[str], regex.Pattern] = {}
-
-    def _pairs(self) -> PairTable:
-        """Every split of every token into two tokens, with the token's rank: built on first use,
-        since training and loading do not need it."""
-        if self._pair_table is None:
-            lefts, rights, ranks = [], [], []
-            for token, token_id in self._token_ids.items():
-                for cut in range(1, len(token)):
-                    left, right = self._token_ids.get(token[:cut]), self._token_ids.get(token[cut:])
-                    if left is not None and right is not None:
-                        lefts.append(left)
-                        rights.append(right)
-                        ranks.append(token_id)
-            self._pair_table = PairTable(lefts, rights, ranks)
-        return self._pair_table
 
     # ----- vocabulary -----
 
@@ -150,7 +133,7 @@ class BPETokenizer(Tokenizer):
         """Learn vocab_size - 256 merges from `text` (fewer if it runs out of pairs); return self.
 
         Each step merges the most frequent adjacent pair within the pre-split chunks; equally
-        frequent pairs go to the lowest (left id, right id) (see train_fast). Replaces earlier
+        frequent pairs go to the lowest (left id, right id) (see reference.train_merges). Replaces earlier
         merges; byte ids become the identity. Special tokens already registered are kept and must
         have ids >= vocab_size. `verbose` shows progress (a bar on a terminal, else a line
         every so often: tokenizer/progress.py).
@@ -163,9 +146,13 @@ class BPETokenizer(Tokenizer):
                 f"special tokens {clash} have ids below vocab_size={vocab_size}, where ordinary tokens "
                 "will go; register them again with higher ids after training"
             )
-        utf8(text)
-        chunk_counts = Counter(self._split(text))
-        byte_chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
+        data = utf8(text)
+        if self.compiled and self.pattern in SCANNED:
+            byte_chunk_counts = trainer.piece_counts(data, SCANNED[self.pattern])
+        else:
+            chunk_counts = Counter(reference.split(self._split_regex, text))
+            byte_chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
+        train_merges = trainer.train_merges if self.compiled else reference.train_merges
         with progress(vocab_size - 256, None if verbose else False, desc="merges", unit="merge") as bar:
             merges = train_merges(byte_chunk_counts, vocab_size - 256, progress=bar.update)
         self.byte_ids, self.merges = IDENTITY_BYTES, merges
@@ -174,58 +161,20 @@ class BPETokenizer(Tokenizer):
 
     # ----- encoding -----
 
-    def _split(self, text: str) -> list[str]:
-        if self._split_regex is None:
-            return [text] if text else []
-        return self._split_regex.findall(text)
-
-    def _encode_new_chunks(self, chunks) -> dict[str, list[int]]:
-        """Ids of each chunk: a chunk that is a token is that token; the rest go to the numba merger
-        in one batch (see merge_kernel). Raises UnicodeEncodeError on a lone surrogate."""
-        encoded, batch, batch_bytes = {}, [], []
-        for chunk in chunks:
-            data = chunk.encode("utf-8")
-            whole = self._token_ids.get(data)
-            if whole is not None:
-                encoded[chunk] = [whole]
-            else:
-                batch.append(chunk)
-                batch_bytes.append(data)
-        if batch:
-            starts = np.zeros(len(batch) + 1, dtype=np.int64)
-            np.cumsum([len(data) for data in batch_bytes], out=starts[1:])
-            byte_ids = np.frombuffer(b"".join(batch_bytes).translate(self._byte_translation), dtype=np.uint8)
-            ids, offsets = self._pairs().merge_chunks(byte_ids, starts)
-            offsets = offsets.tolist()
-            for k, chunk in enumerate(batch):
-                encoded[chunk] = ids[offsets[k] : offsets[k + 1]]
-        return encoded
-
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` treating special-token strings as plain text."""
-        chunks = self._split(text)
-        cache = self._cache
-        if len(cache) > CACHE_MAX_ENTRIES:
-            cache.clear()
-        uncacheable: dict[str, list[int]] = {}  # this text's chunks too long to keep
-        missing = set(chunks).difference(cache)
-        if missing:
-            try:
-                encoded = self._encode_new_chunks(missing)
-            except UnicodeEncodeError:
-                utf8(text)  # raises the error that names the character and its index
-                raise
-            for chunk, chunk_ids in encoded.items():
-                (cache if len(chunk) <= CACHE_MAX_CHUNK_CHARS else uncacheable)[chunk] = chunk_ids
-        ids: list[int] = []
-        extend = ids.extend
-        for chunk in chunks:
-            extend(cache.get(chunk) or uncacheable[chunk])
-        return ids
+        data = utf8(text)  # a lone surrogate raises ValueError naming it
+        if not self.compiled:
+            return reference.encode_pieces(reference.split(self._split_regex, text), self._token_ids)
+        if self._encoder is None:
+            self._encoder = CompiledEncoder(self.pattern, self._split_regex, self._token_ids, self.byte_ids,
+                                            self._table, len(self._tokens))
+        return self._encoder.encode(data, text)
 
     def clear_cache(self) -> None:
-        """Forget the chunk -> ids cache (to free its memory, or to time encoding from cold)."""
-        self._cache.clear()
+        """Forget the compiled encoder's piece -> ids cache (to free its memory, or to time encoding from cold)."""
+        if self._encoder is not None:
+            self._encoder.cache.clear()
 
     def _special_regex(self, names) -> regex.Pattern:
         key = frozenset(names)
@@ -277,16 +226,20 @@ class BPETokenizer(Tokenizer):
 
     # ----- decoding -----
 
+    def _known(self, token_id: int) -> bool:
+        return 0 <= token_id < len(self._decoder) and self._decoder[token_id] is not None
+
     def decode_bytes(self, ids) -> bytes:
         """The raw bytes of a sequence of ids; an unknown id raises ValueError naming it."""
-        id_array = _as_id_array(ids)
-        if id_array is None or not self._table.ids_are_known(id_array):
-            raise unknown_id_error(
-                ids, lambda i: 0 <= i < len(self._decoder) and self._decoder[i] is not None,
-                f"this tokenizer has {len(self._tokens)} ordinary ids and specials "
-                f"{sorted(self.special_tokens.values())}",
-            )
-        return self._table.gather(id_array)
+        if self.compiled:
+            id_array = _as_id_array(ids)
+            data = None if id_array is None else self._table.gather(id_array)
+            if data is not None:
+                return data
+        elif all(isinstance(i, (int, np.integer)) and self._known(i) for i in ids):
+            return reference.decode_bytes(ids, self._decoder)
+        raise unknown_id_error(ids, self._known, f"this tokenizer has {len(self._tokens)} ordinary ids and "
+                                                 f"specials {sorted(self.special_tokens.values())}")
 
     def decode(self, ids) -> str:
         """Text of a sequence of ids; bytes that are not valid UTF-8 become U+FFFD, as in tiktoken."""
