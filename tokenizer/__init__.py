@@ -13,7 +13,8 @@ Reading order (the README's too):
 1. patterns.py: the split patterns, which cut text into pieces before BPE runs;
 2. reference.py: BPE in plain Python, the reading path: split, merge a piece, decode, train;
 3. bpe.py: `BPETokenizer`, the API: training, encoding with special tokens, decoding, files;
-4. base.py (the `.model` file), char.py (`CharTokenizer`), interop.py (tiktoken's and GPT-2's files);
+4. base.py (the `.model` file), char.py (`CharTokenizer`), interop.py (tiktoken's and GPT-2's files),
+   progress.py (progress shown to suit a terminal or a log, for every program of the project);
 5. the compiled path, numba drop-ins for reference.py, tested equal to it (skip on a first read):
    unicode_classes.py (the code-point class table from `regex`'s tables) -> pretokenizer.py (the GPT-2 and
    GPT-4 patterns as a scanner) -> lookup_tables.py (hash tables in arrays) -> encoder.py (whole-token
