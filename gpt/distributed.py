@@ -30,6 +30,16 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 
+# What mpiexec runs in each rank before the command: a bare Python (-I -S: a few milliseconds) that blocks
+# SIGINT and SIGTERM, then execs the command, which inherits the mask. mpiexec passes both signals on to every
+# rank, and a rank still importing (a second or so) would die of one, which mpiexec reports as a crash with
+# its "BAD TERMINATION" banner; blocked, the signal waits until the trainer's handler takes it
+# (gpt/interrupt.py), and the run stops after its first step, saved, like any other.
+RANK_STARTER = [sys.executable, "-I", "-S", "-c", "import os, signal, sys; "
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
+                "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def launched_size(environ=os.environ):
     """How many processes an MPI launcher says it started: None when no launcher started this one, 0 when
     one did without saying how many."""
@@ -115,13 +125,14 @@ class World:
         self.comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
         return values / self.size
 
-    def any(self, flag):
-        """True on every rank when `flag` is true on any: how ranks agree to stop at the same step."""
+    def max(self, value):
+        """The largest of every rank's int `value`, on every rank: how ranks agree to stop after the same step
+        (and on the signal that stops them)."""
         if self.comm is None:
-            return bool(flag)
+            return int(value)
         from mpi4py import MPI
 
-        return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+        return int(self.comm.allreduce(int(value), op=MPI.MAX))
 
     def gather(self, value):
         """The list of every rank's `value` on rank 0 (None on the others)."""
@@ -154,15 +165,20 @@ class World:
         if self.is_main:
             self.barrier()
 
-    def fail(self, message):
-        """Exit with `message`. Under MPI this aborts every rank: one that exits alone would leave the
-        others waiting in their next allreduce forever."""
+    def fail(self, message, status=1):
+        """Exit with `message` and exit `status`. Under MPI this rank says it (naming itself unless it is rank
+        0) and leaves at once, without MPI_Finalize: mpiexec then ends the other ranks, which would otherwise
+        wait in their next allreduce forever, quietly and with this status. MPI_Abort would do the same but
+        print MPICH's abort banner after the message. An error every rank meets is said by each that gets to
+        it before mpiexec ends it."""
         if self.comm is None:
-            sys.exit(message)
-        print(f"rank {self.rank}: {message}", file=sys.stderr, flush=True)
+            if status == 1:
+                sys.exit(message)  # a SystemExit that carries the message, for callers of main() in code
+            print(message, file=sys.stderr)
+            sys.exit(status)
+        print(message if self.is_main else f"rank {self.rank}: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        self.comm.Abort(1)
-        os._exit(1)  # MPICH's Abort can return before the launcher's kill arrives; go no further
+        os._exit(status)
 
 
 def default_threads(world):
@@ -240,7 +256,7 @@ def launch_ranks(ranks, command, batch_size, environ=os.environ):
                            f"or leave out --ranks to train in one process")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(launcher, [launcher, "-n", str(ranks), sys.executable, *command])
+    os.execv(launcher, [launcher, "-n", str(ranks), *RANK_STARTER, sys.executable, *command])
 
 
 def connect(environ=os.environ):
