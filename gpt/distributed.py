@@ -193,12 +193,13 @@ def auto_ranks(batch_size, environ=os.environ):
     mpiexec starts processes here; else None (this process alone). On two cores, two processes of one
     thread each run the default model's steps faster than one process of two threads: each thread works on
     its own half of the batch, and no thread waits for another inside every product (README, The main job;
-    benchmarks/scaleout.py)."""
+    benchmarks/scaleout.py). Says so when it picks 2."""
     if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
         return None
     launcher = find_launcher()
     if importlib.util.find_spec("mpi4py") is None or launcher is None or not launcher_starts(launcher):
         return None
+    print("training as 2 data-parallel processes (--ranks 1: this process alone)", flush=True)
     return 2
 
 

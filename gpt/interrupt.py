@@ -35,7 +35,8 @@ class StopRequest:
 
 
 class StopNow(KeyboardInterrupt):
-    """A second stop signal: stop at once. `signal` is the one that came first."""
+    """Stop at once: a second stop signal, or SIGTERM outside the training loop. `signal` is the one that
+    came first."""
 
     def __init__(self, signum):
         super().__init__(NAMES[signum])
@@ -76,3 +77,22 @@ def deferred_stop(announce=True):
         for signum, previous_handler in previous.items():
             signal.signal(signum, previous_handler)
 
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM raises StopNow wherever the program is, as Ctrl-C raises KeyboardInterrupt: for the parts of a
+    run outside deferred_stop (its setup, the final sample), so that a SIGTERM there still unwinds, releasing
+    the out dir, and exits with 143 as Ctrl-C exits with 130, instead of killing the process mid-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise StopNow(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -360,31 +360,30 @@ def main(argv=None, description=__doc__, auto_ranks=False):
     args = parser.parse_args(argv)
     given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
     world = distributed.World()  # until MPI is connected, failures exit this process alone
-    try:
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        if distributed.launched_size() is None:  # this process would start the ranks: bad input stops here
-            preflight.check_run(config, given)
-        # Only a program started as `python script.py` can be started again as ranks (not one run by %run).
-        if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
-            args.ranks = distributed.auto_ranks(args.batch_size)
-            if args.ranks:
-                print(f"training as {args.ranks} data-parallel processes (--ranks 1: this process alone)", flush=True)
-        # Under --ranks N this process becomes `mpiexec -n N` running the user's command (from code, the module's).
-        distributed.launch_ranks(args.ranks, sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv],
-                                 args.batch_size)
-        world = distributed.world()
-        nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
-        trainer = Trainer(config, world, given)
-        if world.is_main:
-            n_params = trainer.model.num_parameters()
-            print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
-                  f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
-                  + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
-        result = trainer.train()
-    except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
-        world.fail(f"error: {e}")
-    except KeyboardInterrupt as e:  # a second signal, or Ctrl-C before training started
-        world.fail("interrupted", interrupt.exit_status(getattr(e, "signal", signal.SIGINT)))
+    with interrupt.sigterm_as_ctrl_c():
+        try:
+            config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+            if distributed.launched_size() is None:  # this process would start the ranks: bad input stops here
+                preflight.check_run(config, given)
+            # Only a program started as `python script.py` can be started again as ranks (not one run by %run).
+            if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
+                args.ranks = distributed.auto_ranks(args.batch_size)  # says so when it picks ranks
+            # Under --ranks N this process becomes `mpiexec -n N` running the user's command (from code, the module's).
+            distributed.launch_ranks(args.ranks, sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv],
+                                     args.batch_size)
+            world = distributed.world()
+            nanograd.tune_process(threads=args.threads or distributed.default_threads(world))
+            trainer = Trainer(config, world, given)
+            if world.is_main:
+                n_params = trainer.model.num_parameters()
+                print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
+                      f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
+                      + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
+            result = trainer.train()
+        except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
+            world.fail(f"error: {e}")
+        except KeyboardInterrupt as e:  # a second signal, or Ctrl-C before training started
+            world.fail("interrupted", interrupt.exit_status(getattr(e, "signal", signal.SIGINT)))
     if world.is_main:
         print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
               f"checkpoint, log.csv and loss.png in {config.out_dir}")
