@@ -34,7 +34,8 @@ _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 # SIGINT and SIGTERM, then execs the command, which inherits the mask. mpiexec passes both signals on to every
 # rank, and a rank still importing (a second or so) would die of one, which mpiexec reports as a crash with
 # its "BAD TERMINATION" banner; blocked, the signal waits until the trainer's handler takes it
-# (gpt/interrupt.py), and the run stops after its first step, saved, like any other.
+# (gpt/interrupt.py), and the run stops where its training loop begins, saved. What remains unguarded is the
+# starter's own start-up, a few milliseconds.
 RANK_STARTER = [sys.executable, "-I", "-S", "-c", "import os, signal, sys; "
                 "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
                 "os.execv(sys.argv[1], sys.argv[1:])"]
@@ -167,10 +168,10 @@ class World:
 
     def fail(self, message, status=1):
         """Exit with `message` and exit `status`. Under MPI this rank says it (naming itself unless it is rank
-        0) and leaves at once, without MPI_Finalize: mpiexec then ends the other ranks, which would otherwise
-        wait in their next allreduce forever, quietly and with this status. MPI_Abort would do the same but
-        print MPICH's abort banner after the message. An error every rank meets is said by each that gets to
-        it before mpiexec ends it."""
+        0) and leaves at once, without MPI_Finalize: MPICH's mpiexec then ends the other ranks, which would
+        otherwise wait in their next allreduce forever, quietly and with this status (within a second here).
+        MPI_Abort would do the same but print MPICH's abort banner after the message. An error every rank
+        meets is said by each that gets to it before mpiexec ends it."""
         if self.comm is None:
             if status == 1:
                 sys.exit(message)  # a SystemExit that carries the message, for callers of main() in code
@@ -233,11 +234,11 @@ def find_launcher():
 
 def launch_ranks(ranks, command, batch_size, environ=os.environ):
     """Make this a run of `ranks` processes (a `--ranks N` flag): unless an MPI launcher started this process,
-    replace it by `mpiexec -n ranks python command...`, the same command run as `ranks` processes. The
-    launcher forwards Ctrl-C to every rank and exits with their status, so to the user it behaves as the
-    process it replaces. Under a launcher, only checks that it started `ranks` processes. None or 1 outside
-    a launcher: nothing to do. A global batch of `batch_size` that does not split over the ranks is refused
-    before any process starts."""
+    replace it by `mpiexec -n ranks python command...` (each rank through RANK_STARTER), the same command run
+    as `ranks` processes. The launcher forwards Ctrl-C and SIGTERM to every rank and exits with their status,
+    so to the user it behaves as the process it replaces (and its SIGKILL ends the ranks too). Under a
+    launcher, only checks that it started `ranks` processes. None or 1 outside a launcher: nothing to do. A
+    global batch of `batch_size` that does not split over the ranks is refused before any process starts."""
     launched = launched_size(environ)
     if ranks is None or (ranks == 1 and launched is None):
         return
