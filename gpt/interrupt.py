@@ -1,5 +1,5 @@
 """Ctrl-C (SIGINT) and SIGTERM during training: the first asks the loop to stop after the current step (and
-save), a second stops at once.
+save); a second Ctrl-C stops at once.
 
     with deferred_stop() as stop:
         while ... and not stop.is_set():
@@ -9,6 +9,11 @@ SIGTERM is what `kill PID`, `timeout`, Slurm (before its SIGKILL), `docker stop`
 as Ctrl-C is, so a run stopped by any of them keeps the step it was on. A run stopped this way exits with
 status 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process the signal
 killed: a script that goes on after training can tell the run did not finish.
+
+A second SIGTERM is not a second request: Slurm (scancel, its time limit) and systemd send SIGTERM to every
+process of a job, and mpiexec forwards the one it gets too, so a rank often receives it twice within
+milliseconds; they follow it with SIGKILL, not a second SIGTERM, and a SIGKILL loses nothing either (a
+checkpoint is replaced atomically: gpt/files.py). A second Ctrl-C is a person asking again.
 
 An MPI rank starts with both signals blocked (distributed.RANK_STARTER), so that one arriving while it still
 imports waits instead of killing it (mpiexec reports a killed rank as a crash); `deferred_stop` unblocks
@@ -35,8 +40,8 @@ class StopRequest:
 
 
 class StopNow(KeyboardInterrupt):
-    """Stop at once: a second stop signal, or SIGTERM outside the training loop. `signal` is the one that
-    came first."""
+    """Stop at once: a second Ctrl-C, or SIGTERM outside the training loop. `signal` is the one that came
+    first."""
 
     def __init__(self, signum):
         super().__init__(NAMES[signum])
@@ -51,7 +56,8 @@ def exit_status(signum):
 @contextlib.contextmanager
 def deferred_stop(announce=True):
     """Turn the first SIGINT or SIGTERM into a StopRequest the loop checks between steps, so a checkpoint is
-    never taken in the middle of an update; a second one raises KeyboardInterrupt wherever the program is.
+    never taken in the middle of an update; a Ctrl-C after it raises StopNow (a KeyboardInterrupt) wherever
+    the program is, a SIGTERM after it changes nothing.
     Only the main thread can own signals. mpiexec passes both signals to every rank; only one (`announce`)
     echoes a Ctrl-C at once (a SIGTERM is said once, by the loop, when the checkpoint is saved)."""
     request = StopRequest()
@@ -61,7 +67,9 @@ def deferred_stop(announce=True):
 
     def handler(signum, frame):
         if request.is_set():
-            raise StopNow(request.signal)
+            if signum == signal.SIGINT:
+                raise StopNow(request.signal)
+            return
         request.signal = signal.Signals(signum)
         if announce and signum == signal.SIGINT:
             print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)

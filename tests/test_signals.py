@@ -5,7 +5,7 @@ rank starts, and an error one rank finds ends them all without MPI's abort banne
 The SIGTERM loops, as the SIGKILL loop of tests/test_crash_safety.py, draw their moments from
 NANOGRAD_GPT_KILL_SEED (0 under CI, else random; printed on failure) and send NANOGRAD_GPT_KILL_TRIALS signals
 (3 by default); after the first, which falls inside training, about half are followed by a second SIGTERM
-a moment later (a second one stops at once).
+a moment later (which changes nothing: only a second Ctrl-C stops at once).
 
 Each test was checked against the regression it guards against, planted and seen to fail: SIGTERM left out
 of gpt/interrupt.py's STOP_SIGNALS (one process: the SIGTERM inside training kills it, -15; two ranks: the
@@ -105,8 +105,8 @@ def _sigterm_chains(tmp_path, text_file, ranks):
                 return events
             out_dir = tmp_path / f"run{len(events)}"
             continue
-        # Stopped with 143: after a step, saved (one line says where); or at once (a second SIGTERM, or one
-        # outside the training loop: set-up, final sample), saying "interrupted". Or killed by the signal itself
+        # Stopped with 143: after a step, saved (one line says where); or at once, outside the training loop
+        # (set-up, final sample), saying "interrupted". Or killed by the signal itself
         # (-15) while Python was still starting, before main() could take it: there was nothing to save.
         assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), f"{context}\n{stderr}"
         step = _check_what_a_kill_left(out_dir, reference, context, STEPS)
@@ -171,6 +171,29 @@ def test_sigterm_while_the_ranks_start_stops_cleanly_after_their_first_step(tmp_
     assert not [b for b in MPI_BANNERS if b in stdout + stderr], stdout + stderr
     assert proc.returncode == 128 + signal.SIGTERM and SAVED.findall(stderr) == ["0"], stdout + stderr
     assert load_checkpoint(out_dir / "ckpt").step == 0
+
+
+@needs_proc
+def test_sigterm_to_every_process_of_the_job_stops_once_and_saves(tmp_path, text_file):
+    """Slurm and systemd send SIGTERM to every process of a job: each rank gets it from them and again from
+    mpiexec. A second SIGTERM must not turn into 'stop at once' (planted: the save was lost, 'interrupted')."""
+    _mpirun()
+    out_dir = tmp_path / "job"
+    command = [sys.executable, FRONT_DOOR, *_train_command(out_dir, text_file, tmp_path, resume=False)[3:],
+               "--max-iters", "100000", "--ranks", "2"]
+    proc = subprocess.Popen(command, env=_clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (out_dir / "ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for pid in _ranks_started(str(out_dir)):  # the ranks first: mpiexec's copy then comes after theirs was taken
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert not [b for b in MPI_BANNERS if b in stdout + stderr], stdout + stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert SAVED.findall(stderr) == [str(load_checkpoint(out_dir / "ckpt").step)], stderr
 
 
 @needs_proc
