@@ -226,16 +226,17 @@ CHOOSING_DRIVER = """
 import sys
 from gpt import distributed, train
 
+calls = sys.argv.pop(1)  # the file that records the calls; the rest are the trainer's flags
+
 def record(name, real):
     def recorded(*args, **kwargs):
-        with open(sys.argv[1], "a") as f:
+        with open(calls, "a") as f:
             f.write(name + "\\n")
         return real(*args, **kwargs)
     return recorded
 
 distributed.auto_ranks = record("auto_ranks", distributed.auto_ranks)
 distributed.launch_ranks = record("launch_ranks", distributed.launch_ranks)
-del sys.argv[1]
 train.main(auto_ranks=True)
 """
 
@@ -258,7 +259,7 @@ def test_bad_input_is_one_line_before_any_rank_is_chosen_or_started(tmp_path, te
     driver.write_text(CHOOSING_DRIVER, encoding="utf-8")
     command = _train_command(tmp_path / "out", text_file, tmp_path, resume=False)[3:]
     run = subprocess.run([sys.executable, str(driver), str(calls), *command, *bad], env=_clean_env(tmp_path),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 1 and run.stdout == "", run.stdout + run.stderr
     assert len(run.stderr.splitlines()) == 1 and expected in run.stderr, run.stderr
     assert not calls.exists(), f"ranks chosen or started before the input was checked: {calls.read_text()}"
