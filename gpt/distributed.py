@@ -37,6 +37,7 @@ _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 # (gpt/interrupt.py), and the run stops where its training loop begins, saved. What remains unguarded is the
 # starter's own start-up, a few milliseconds.
 RANK_STARTER = [sys.executable, "-I", "-S", "-c", "import os, signal, sys; "
+                "hasattr(signal, 'pthread_sigmask') and "  # POSIX only
                 "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
                 "os.execv(sys.argv[1], sys.argv[1:])"]
 

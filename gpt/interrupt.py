@@ -86,7 +86,6 @@ def deferred_stop(announce=True):
             signal.signal(signum, previous_handler)
 
 
-
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """SIGTERM raises StopNow wherever the program is, as Ctrl-C raises KeyboardInterrupt: for the parts of a

@@ -355,7 +355,8 @@ def build_arg_parser(description=__doc__):
 
 def main(argv=None, description=__doc__, auto_ranks=False):
     """Train from command-line flags. `auto_ranks`: without a --ranks flag, train as the processes
-    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone."""
+    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone.
+    A run stopped by Ctrl-C or SIGTERM exits with 128 + the signal's number (gpt/interrupt.py)."""
     parser = build_arg_parser(description)
     args = parser.parse_args(argv)
     given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
