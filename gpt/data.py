@@ -28,6 +28,14 @@ def _cache_key(text):
     return corpus.text_digest(f"version {TOKENIZE_FORMAT_VERSION}\n{text}")
 
 
+def check_tokenizer(kind, vocab_size=None):
+    """Raise ValueError unless a tokenizer of `kind` with `vocab_size` tokens can be built."""
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
+    if kind == "bpe" and (vocab_size is None or vocab_size <= 256):
+        raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
+
+
 def build_tokenizer(kind, text, vocab_size=None, cache=None, progress=None):
     """Train (or fetch from the cache) a tokenizer for `text`; returns (tokenizer, path of its .model file).
     progress=False (a --no-progress flag) trains a BPE tokenizer without showing its merges.
@@ -35,14 +43,9 @@ def build_tokenizer(kind, text, vocab_size=None, cache=None, progress=None):
     "char": the vocabulary is the set of characters in the text (nanoGPT's shakespeare_char).
     "bpe": byte-level BPE with the GPT-4 split pattern and `vocab_size` tokens.
     """
-    if kind == "char":
-        prefix = corpus.cache_dir(cache) / f"char-{_cache_key(text)}"
-    elif kind == "bpe":
-        if vocab_size is None or vocab_size <= 256:
-            raise ValueError(f"a bpe tokenizer needs vocab_size > 256 (its byte alphabet), got {vocab_size}")
-        prefix = corpus.cache_dir(cache) / f"bpe{vocab_size}-{_cache_key(text)}"
-    else:
-        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
+    check_tokenizer(kind, vocab_size)
+    name = "char" if kind == "char" else f"bpe{vocab_size}"
+    prefix = corpus.cache_dir(cache) / f"{name}-{_cache_key(text)}"
     model_path = prefix.with_name(prefix.name + ".model")
     if model_path.exists():
         return tokenizer.load(model_path), model_path

@@ -30,6 +30,18 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 
+# What mpiexec runs in each rank before the command: a bare Python (-I -S: a few milliseconds) that blocks
+# SIGINT and SIGTERM, then execs the command, which inherits the mask. mpiexec passes both signals on to every
+# rank, and a rank still importing (a second or so) would die of one, which mpiexec reports as a crash with
+# its "BAD TERMINATION" banner; blocked, the signal waits until the trainer's handler takes it
+# (gpt/interrupt.py), and the run stops where its training loop begins, saved. What remains unguarded is the
+# starter's own start-up, a few milliseconds.
+RANK_STARTER = [sys.executable, "-I", "-S", "-c", "import os, signal, sys; "
+                "hasattr(signal, 'pthread_sigmask') and "  # POSIX only
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
+                "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def launched_size(environ=os.environ):
     """How many processes an MPI launcher says it started: None when no launcher started this one, 0 when
     one did without saying how many."""
@@ -115,13 +127,14 @@ class World:
         self.comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
         return values / self.size
 
-    def any(self, flag):
-        """True on every rank when `flag` is true on any: how ranks agree to stop at the same step."""
+    def max(self, value):
+        """The largest of every rank's int `value`, on every rank: how ranks agree to stop after the same step
+        (and on the signal that stops them)."""
         if self.comm is None:
-            return bool(flag)
+            return int(value)
         from mpi4py import MPI
 
-        return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+        return int(self.comm.allreduce(int(value), op=MPI.MAX))
 
     def gather(self, value):
         """The list of every rank's `value` on rank 0 (None on the others)."""
@@ -154,15 +167,20 @@ class World:
         if self.is_main:
             self.barrier()
 
-    def fail(self, message):
-        """Exit with `message`. Under MPI this aborts every rank: one that exits alone would leave the
-        others waiting in their next allreduce forever."""
+    def fail(self, message, status=1):
+        """Exit with `message` and exit `status`. Under MPI this rank says it (naming itself unless it is rank
+        0) and leaves at once, without MPI_Finalize: MPICH's mpiexec then ends the other ranks, which would
+        otherwise wait in their next allreduce forever, quietly and with this status (within a second here).
+        MPI_Abort would do the same but print MPICH's abort banner after the message. An error every rank
+        meets is said by each that gets to it before mpiexec ends it."""
         if self.comm is None:
-            sys.exit(message)
-        print(f"rank {self.rank}: {message}", file=sys.stderr, flush=True)
+            if status == 1:
+                sys.exit(message)  # a SystemExit that carries the message, for callers of main() in code
+            print(message, file=sys.stderr)
+            sys.exit(status)
+        print(message if self.is_main else f"rank {self.rank}: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        self.comm.Abort(1)
-        os._exit(1)  # MPICH's Abort can return before the launcher's kill arrives; go no further
+        os._exit(status)
 
 
 def default_threads(world):
@@ -177,12 +195,13 @@ def auto_ranks(batch_size, environ=os.environ):
     mpiexec starts processes here; else None (this process alone). On two cores, two processes of one
     thread each run the default model's steps faster than one process of two threads: each thread works on
     its own half of the batch, and no thread waits for another inside every product (README, The main job;
-    benchmarks/scaleout.py)."""
+    benchmarks/scaleout.py). Says so when it picks 2."""
     if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
         return None
     launcher = find_launcher()
     if importlib.util.find_spec("mpi4py") is None or launcher is None or not launcher_starts(launcher):
         return None
+    print("training as 2 data-parallel processes (--ranks 1: this process alone)", flush=True)
     return 2
 
 
@@ -216,11 +235,11 @@ def find_launcher():
 
 def launch_ranks(ranks, command, batch_size, environ=os.environ):
     """Make this a run of `ranks` processes (a `--ranks N` flag): unless an MPI launcher started this process,
-    replace it by `mpiexec -n ranks python command...`, the same command run as `ranks` processes. The
-    launcher forwards Ctrl-C to every rank and exits with their status, so to the user it behaves as the
-    process it replaces. Under a launcher, only checks that it started `ranks` processes. None or 1 outside
-    a launcher: nothing to do. A global batch of `batch_size` that does not split over the ranks is refused
-    before any process starts."""
+    replace it by `mpiexec -n ranks python command...` (each rank through RANK_STARTER), the same command run
+    as `ranks` processes. The launcher forwards Ctrl-C and SIGTERM to every rank and exits with their status,
+    so to the user it behaves as the process it replaces (and its SIGKILL ends the ranks too). Under a
+    launcher, only checks that it started `ranks` processes. None or 1 outside a launcher: nothing to do. A
+    global batch of `batch_size` that does not split over the ranks is refused before any process starts."""
     launched = launched_size(environ)
     if ranks is None or (ranks == 1 and launched is None):
         return
@@ -240,7 +259,7 @@ def launch_ranks(ranks, command, batch_size, environ=os.environ):
                            f"or leave out --ranks to train in one process")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(launcher, [launcher, "-n", str(ranks), sys.executable, *command])
+    os.execv(launcher, [launcher, "-n", str(ranks), *RANK_STARTER, sys.executable, *command])
 
 
 def connect(environ=os.environ):

@@ -22,6 +22,7 @@ own dropout stream, saved in the checkpoint, so a resumed run resumes on every r
 import argparse
 import dataclasses
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,12 +32,11 @@ import numpy as np
 
 import nanograd
 from nanograd import no_grad, optim
-from gpt import data, distributed, models, resume
+from gpt import data, distributed, interrupt, models, preflight, resume
 from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gpt.files import write_atomic
 from gpt.outdir_lock import OutDirLock
 from gpt.generate import stream_text
-from gpt.interrupt import deferred_ctrl_c
 from gpt.report import TrainingLog, plot_losses
 from tokenizer.progress import FLAG_HELP, is_terminal, progress
 
@@ -114,7 +114,7 @@ class TrainResult:
     train_loss: float  # last evaluation
     val_loss: float
     sample: str
-    interrupted: bool
+    interrupted: object  # the signal that stopped the run (signal.SIGINT or SIGTERM), else None
 
 
 class Trainer:
@@ -287,13 +287,14 @@ class Trainer:
             bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
     def train(self):
-        """Run to max_iters (or until Ctrl-C); returns a TrainResult."""
+        """Run to max_iters (or until Ctrl-C or SIGTERM: gpt/interrupt.py); returns a TrainResult."""
         c = self.config
         tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
         bar = progress(c.max_iters, c.progress if self.world.is_main else False, initial=self.step)
-        interrupted, text = False, ""
+        text = ""
         with self.lock:
-            with bar, deferred_ctrl_c(announce=self.world.is_main) as ctrl_c:
+            with bar, interrupt.deferred_stop(announce=self.world.is_main) as stop:
+                interrupted = self._agreed_stop(stop)  # a signal that came during the setup stops before step 1
                 while self.step < c.max_iters and not interrupted:
                     if self.step % c.eval_interval == 0 and self._not_evaluated_yet():
                         self._evaluate_and_save(bar)
@@ -303,17 +304,21 @@ class Trainer:
                     self._log("step", self.step, lr=lr, loss=loss, tokens_per_s=round(speed))
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
                     bar.update(1)
-                    interrupted = self.world.any(ctrl_c.is_set())  # every rank stops after the same step
+                    interrupted = self._agreed_stop(stop)
                 if self._not_evaluated_yet():
                     self._evaluate_and_save(bar)
             if self.world.is_main:
                 if interrupted:
-                    print(f"interrupted: saved a checkpoint at step {self.step} in {self.ckpt_dir}; "
-                          f"continue with --resume", file=sys.stderr)
+                    print(f"{interrupt.NAMES[interrupted]}: saved a checkpoint at step {self.step} in "
+                          f"{self.ckpt_dir}; continue with --resume", file=sys.stderr)
                 plot_losses(self.log.path, self.out_dir / "loss.png")
                 text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
         _, train_loss, val_loss = self.last_eval
         return TrainResult(self.step, train_loss, val_loss, text, interrupted)
+
+    def _agreed_stop(self, stop):  # the signal any rank got (so all stop after this step), or None
+        signum = self.world.max(stop.signal or 0)
+        return signal.Signals(signum) if signum else None
 
     def _not_evaluated_yet(self):
         return self.last_eval is None or self.last_eval[0] != self.step
@@ -349,43 +354,45 @@ def build_arg_parser(description=__doc__):
 
 def main(argv=None, description=__doc__, auto_ranks=False):
     """Train from command-line flags. `auto_ranks`: without a --ranks flag, train as the processes
-    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone."""
+    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone.
+    A run stopped by Ctrl-C or SIGTERM exits with 128 + the signal's number (gpt/interrupt.py)."""
     parser = build_arg_parser(description)
     args = parser.parse_args(argv)
-    # Only a program started as `python script.py` can be started again as ranks (not one run by IPython's %run).
-    if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
-        args.ranks = distributed.auto_ranks(args.batch_size)
-        if args.ranks:
-            print(f"training as {args.ranks} data-parallel processes (--ranks 1: this process alone)", flush=True)
     given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
     world = distributed.World()  # until MPI is connected, failures exit this process alone
-    try:
-        # Under --ranks N this process becomes `mpiexec -n N` running the command the user typed (or, called
-        # from code, the module's).
-        command = sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv]
-        if args.progress is None and is_terminal(sys.stderr):
-            command.append("--progress")  # ranks write through the launcher's pipes: only here is the terminal seen
-        distributed.launch_ranks(args.ranks, command, args.batch_size)
-        world = distributed.world()
-        nanograd.set_num_threads(args.threads or distributed.default_threads(world))
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        trainer = Trainer(config, world, given)
-        if world.is_main:
-            n_params = trainer.model.num_parameters()
-            print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
-                  f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
-                  + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
-        result = trainer.train()
-    except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
-        world.fail(f"error: {e}")
-    except KeyboardInterrupt:
-        world.fail("interrupted")
-    if not world.is_main:
-        return result
-    print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
-          f"checkpoint, log.csv and loss.png in {config.out_dir}")
-    if result.sample:
-        print("\n" + result.sample)
+    with interrupt.sigterm_as_ctrl_c():
+        try:
+            config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+            if distributed.launched_size() is None:  # this process would start the ranks: bad input stops here
+                preflight.check_run(config, given)
+            # Only a program started as `python script.py` can be started again as ranks (not one run by %run).
+            if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
+                args.ranks = distributed.auto_ranks(args.batch_size)  # says so when it picks ranks
+            # Under --ranks N this process becomes `mpiexec -n N` running the user's command (from code, the module's).
+            command = sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv]
+            if args.progress is None and is_terminal(sys.stderr):
+                command.append("--progress")  # ranks write through the launcher's pipes: only here is the terminal seen
+            distributed.launch_ranks(args.ranks, command, args.batch_size)
+            world = distributed.world()
+            nanograd.set_num_threads(args.threads or distributed.default_threads(world))
+            trainer = Trainer(config, world, given)
+            if world.is_main:
+                n_params = trainer.model.num_parameters()
+                print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
+                      f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
+                      + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
+            result = trainer.train()
+        except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
+            world.fail(f"error: {e}")
+        except KeyboardInterrupt as e:  # a second signal, or Ctrl-C before training started
+            world.fail("interrupted", interrupt.exit_status(getattr(e, "signal", signal.SIGINT)))
+    if world.is_main:
+        print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
+              f"checkpoint, log.csv and loss.png in {config.out_dir}")
+        if result.sample:
+            print("\n" + result.sample)
+    if result.interrupted:  # every rank: mpiexec exits with their status
+        sys.exit(interrupt.exit_status(result.interrupted))
     return result
 
 

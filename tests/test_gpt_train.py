@@ -110,6 +110,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file, 
 
 
 def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under `pytest &`
     trainer = Trainer(_config(tmp_path, text_file, eval_interval=100))
     step = trainer.train_step
 
@@ -121,9 +122,9 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch)
 
     monkeypatch.setattr(trainer, "train_step", step_then_ctrl_c)
     result = trainer.train()
-    assert result.interrupted and result.step == 3
+    assert result.interrupted == signal.SIGINT and result.step == 3
     assert load_checkpoint(Path(trainer.config.out_dir) / "ckpt").step == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
 
 
 def test_example_smoke_run_and_sample_cli(tmp_path):
