@@ -15,12 +15,13 @@ run is bit-for-bit the run that was never stopped. A trainer locks its out dir a
 
 Data-parallel over MPI (`--ranks 2`, or `mpirun -n 2 python -m gpt.train ...`; gpt/distributed.py): every rank
 draws the same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
-the gradients before clipping. Evaluations are sharded the same way and averaged, so every rank knows the
-losses; rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each rank has its
-own dropout stream, saved in the checkpoint, so a resumed run resumes on every rank.
+the gradients before clipping. Evaluations are sharded the same way and averaged, so every rank knows the losses;
+rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each rank has its own dropout
+stream, saved in the checkpoint, so a resumed run resumes on every rank.
 """
 import argparse
 import dataclasses
+import itertools
 import math
 import signal
 import sys
@@ -213,18 +214,10 @@ class Trainer:
         rng = {"numpy": self.rng.bit_generator.state, "nanograd": dropout_states[0]}
         if len(dropout_states) > 1:
             rng["nanograd_ranks"] = dropout_states
-        ckpt = Checkpoint(
-            model=self.model.state_dict(),
-            config=models.config_to_dict(self.model.config),
-            step=self.step,
-            optimizer=self.optimizer.state_dict(),
-            rng=rng,
-            extra={
-                "last_eval": list(self.last_eval) if self.last_eval else None,
-                "train_config": dataclasses.asdict(self.config),
-                "data_digest": self.data.text_digest,
-            },
-        )
+        extra = {"last_eval": list(self.last_eval) if self.last_eval else None,
+                 "train_config": dataclasses.asdict(self.config), "data_digest": self.data.text_digest}
+        ckpt = Checkpoint(model=self.model.state_dict(), config=models.config_to_dict(self.model.config),
+                          step=self.step, optimizer=self.optimizer.state_dict(), rng=rng, extra=extra)
         save_checkpoint(self.ckpt_dir, ckpt, tokenizer_file=self.data.tokenizer_path)
 
     def evaluate(self):
@@ -307,12 +300,13 @@ class Trainer:
                     interrupted = self._agreed_stop(stop)
                 if self._not_evaluated_yet():
                     self._evaluate_and_save(bar)
-            if self.world.is_main:
-                if interrupted:
-                    print(f"{interrupt.NAMES[interrupted]}: saved a checkpoint at step {self.step} in "
-                          f"{self.ckpt_dir}; continue with --resume", file=sys.stderr)
-                plot_losses(self.log.path, self.out_dir / "loss.png")
-                text = self.sample() if c.sample_tokens > 0 and not interrupted else ""
+                if self.world.is_main:  # still deferred: a signal now ends the sample early, not the process mid-way
+                    plot_losses(self.log.path, self.out_dir / "loss.png")
+                    text = self.sample(stop) if c.sample_tokens > 0 and not interrupted else ""
+                interrupted = interrupted or stop.signal
+            if self.world.is_main and interrupted:
+                print(f"{interrupt.NAMES[interrupted]}: saved a checkpoint at step {self.step} in "
+                      f"{self.ckpt_dir}; continue with --resume", file=sys.stderr)
         _, train_loss, val_loss = self.last_eval
         return TrainResult(self.step, train_loss, val_loss, text, interrupted)
 
@@ -323,11 +317,16 @@ class Trainer:
     def _not_evaluated_yet(self):
         return self.last_eval is None or self.last_eval[0] != self.step
 
-    def sample(self):
-        """Sample from the model (after a newline) and save the text as sample.txt."""
+    def sample(self, stop=None):
+        """Sample from the model (after a newline) and save the text as sample.txt. A set `stop` (a StopRequest,
+        gpt/interrupt.py) ends the generation: then nothing is saved and the text is ""."""
         c = self.config
-        text = "".join(stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens,
-                                   c.temperature, c.top_k, seed=c.seed))
+        stopped = (lambda: False) if stop is None else stop.is_set
+        pieces = stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens, c.temperature, c.top_k,
+                             seed=c.seed)
+        text = "".join(itertools.takewhile(lambda _: not stopped(), pieces))
+        if stopped():
+            return ""
         write_atomic(self.out_dir / "sample.txt", text.encode("utf-8"))
         return text
 
@@ -345,10 +344,9 @@ def build_arg_parser(description=__doc__):
                         help="threads for the numba kernels and OpenBLAS (default: this machine's cores shared "
                              "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")
     parser.add_argument("--ranks", type=int, default=None,
-                        help="train as this many data-parallel MPI processes, launched through mpiexec: the "
-                             "same as `mpirun -n N` before the command (needs the mpi extra). Default: 1, "
-                             "except in examples/train_shakespeare.py, which picks 2 when MPI is installed and "
-                             "the machine has two or more cores (--ranks 1 trains in one process)")
+                        help="train as this many data-parallel MPI processes, launched through mpiexec: the same as "
+                             "`mpirun -n N` before the command (needs the mpi extra). Default: 1, except in examples/"
+                             "train_shakespeare.py, which picks 2 where it can (--ranks 1 trains in one process)")
     return parser
 
 

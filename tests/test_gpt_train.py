@@ -127,6 +127,24 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
 
 
+def test_sigterm_after_the_last_step_ends_the_sample_not_the_process(tmp_path, text_file, monkeypatch):
+    """A SIGTERM while the loss plot is drawn (matplotlib importing, say) or the sample is written is still taken
+    between steps' worth of work: the final checkpoint stands, the sample stops early and is not saved, and the
+    run says it was stopped. (Raised inside matplotlib's import, it once became an ImportError and a traceback.)"""
+    trainer = Trainer(_config(tmp_path, text_file, eval_interval=100, sample_tokens=50))
+    plot = train.plot_losses
+
+    def plot_then_sigterm(*args):
+        plot(*args)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train, "plot_losses", plot_then_sigterm)
+    result = trainer.train()
+    assert result.interrupted == signal.SIGTERM and result.step == trainer.config.max_iters
+    assert load_checkpoint(Path(trainer.config.out_dir) / "ckpt").step == trainer.config.max_iters
+    assert result.sample == "" and not (Path(trainer.config.out_dir) / "sample.txt").exists()
+
+
 def test_example_smoke_run_and_sample_cli(tmp_path):
     """The front door end to end, offline: default corpus, tiny model, a few steps; then sample from it."""
     env = dict(os.environ, NANOGRAD_GPT_CACHE=str(tmp_path / "cache"))
