@@ -89,8 +89,9 @@ def deferred_stop(announce=True):
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """SIGTERM raises StopNow wherever the program is, as Ctrl-C raises KeyboardInterrupt: for the parts of a
-    run outside deferred_stop (its setup, the final sample), so that a SIGTERM there still unwinds, releasing
-    the out dir, and exits with 143 as Ctrl-C exits with 130, instead of killing the process mid-way."""
+    run outside deferred_stop (its setup, what main() prints at the end), so that a SIGTERM there still
+    unwinds, releasing the out dir, and exits with 143 as Ctrl-C exits with 130, instead of killing the
+    process mid-way."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -317,15 +317,14 @@ class Trainer:
     def _not_evaluated_yet(self):
         return self.last_eval is None or self.last_eval[0] != self.step
 
-    def sample(self, stop=None):
-        """Sample from the model (after a newline) and save the text as sample.txt. A set `stop` (a StopRequest,
-        gpt/interrupt.py) ends the generation: then nothing is saved and the text is ""."""
+    def sample(self, stop):
+        """Sample from the model (after a newline) and save the text as sample.txt. `stop` (a StopRequest,
+        gpt/interrupt.py) set meanwhile ends the generation: then nothing is saved and the text is ""."""
         c = self.config
-        stopped = (lambda: False) if stop is None else stop.is_set
         pieces = stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens, c.temperature, c.top_k,
                              seed=c.seed)
-        text = "".join(itertools.takewhile(lambda _: not stopped(), pieces))
-        if stopped():
+        text = "".join(itertools.takewhile(lambda _: not stop.is_set(), pieces))
+        if stop.is_set():
             return ""
         write_atomic(self.out_dir / "sample.txt", text.encode("utf-8"))
         return text
