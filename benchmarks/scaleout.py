@@ -2,7 +2,7 @@
 and against PyTorch.
 
 Both sides run the same data-parallel training step (forward, backward, allreduce of the gradients, clip,
-AdamW; see gpt/distributed.py) on config a's global batch, which N ranks split into equal slices; in one
+AdamW; see gpt/train/distributed.py) on config a's global batch, which N ranks split into equal slices; in one
 process the allreduce is skipped. Each side runs in a fresh child process, back to back in the same run:
 `python -m benchmarks.scaleout a N 0` and `mpirun -n N python -m benchmarks.scaleout a 1 0`, three times each
 in turn (once with --quick), reporting medians. Tokens/s counts the global batch, timed on rank 0 (the
@@ -46,7 +46,8 @@ def data_parallel_step(model, opt, world):
 def time_steps(name, threads, quick):
     """Run in a child (one of the ranks, or the single process): print the median seconds per step."""
     import nanograd
-    from gpt import GPT, GPTConfig, distributed
+    from gpt import GPT, GPTConfig
+    from gpt.train import distributed
 
     world = distributed.world()
     nanograd.set_num_threads(threads)

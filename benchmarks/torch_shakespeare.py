@@ -4,7 +4,7 @@
 
 `lstm`: the twin of `--model lstm` instead (benchmarks.torch_lstm.TorchLSTMLM, from our LSTMLM with seed 1337).
 
-Same character tokenizer and splits (gpt.data), the same initial weights (our GPT with seed 1337, copied into
+Same character tokenizer and splits (gpt.train.data), the same initial weights (our GPT with seed 1337, copied into
 benchmarks.torch_gpt.TorchGPT), the same batches and evaluation batches from the same generators, the same
 schedule, clipping and AdamW settings. Prints the final train/val loss and the wall time from data loading
 to the last evaluation, to compare with ours (`time python examples/train_shakespeare.py --data PATH`).
@@ -23,7 +23,8 @@ from benchmarks.torch_lstm import TorchLSTMLM
 
 def main(path, threads=2, family="gpt"):
     torch.set_num_threads(threads)
-    from gpt import GPT, GPTConfig, data, train
+    from gpt import GPT, GPTConfig, train
+    from gpt.train import data
     from nanograd import optim
     from nanograd.kernels.runtime import keep_freed_memory
 

@@ -9,12 +9,12 @@ default) and which of 8 major characters speaks it (--task speaker).
     python examples/finetune_classifier.py --task speaker --curve       # the same for the speaker task
     python examples/finetune_classifier.py --tiny                       # a seconds-long smoke run
 
-Genre (gpt/transfer.py): passages of 128 tokens labelled with their play's genre, cross-validated by play,
+Genre (gpt/experiments/transfer.py): passages of 128 tokens labelled with their play's genre, cross-validated by play,
 pretraining only on the problem plays and romances (which no fold labels), so pretraining never reads a play
 that is later labelled or tested, and one pretrained model serves every fold. Each fold in turn is the test
 set; --train-passages labelled passages (balanced over the genres) are drawn from the other folds' plays.
 
-Speaker (gpt/speaker_task.py): passages of 64 tokens of one character's words in one scene, split by scene:
+Speaker (gpt/experiments/speaker_task.py): passages of 64 tokens of one character's words in one scene, split by scene:
 the test passages come from a fifth of each play's scenes, the labelled ones from the rest, and pretraining
 reads the rest too, without speaker names. One fold; intervals from a bootstrap over test scenes.
 
@@ -32,7 +32,7 @@ confusion matrix, and the fine-tuned minus from-scratch accuracy with a 95% conf
 bootstrap over the test plays or scenes (passages of one are not independent evidence). The mean held-out
 accuracy at each evaluation goes to learning_curves.png in --out-dir.
 
---curve (gpt/label_curve.py) trains both classifiers at every --label-counts for every --curve-seeds and fold,
+--curve (gpt/experiments/label_curve.py) trains both classifiers at every --label-counts for every --curve-seeds and fold,
 on nested subsets of one labelled pool and always the same test passages, and writes a table, label_curve.csv
 and label_curve.png (log x): accuracy and the gain over from-scratch with bootstrap intervals, and k, how many
 times more labels from-scratch needs to match fine-tuning. --also-pretrain adds models pretrained for other
@@ -50,17 +50,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
-from gpt.corpus import cache_dir, text_digest  # noqa: E402
-from gpt.label_curve import (FINE_TUNED, SCRATCH, FitSettings, curve_records, format_curve_table,  # noqa: E402
-                             heldout_lm_loss, plot_label_curve, save_png, train_method, write_curve_csv)
-from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
-from gpt.pretrained import load_pretrained  # noqa: E402
-from gpt.report import pyplot  # noqa: E402
-from gpt.sample import load_model  # noqa: E402
-from gpt import transfer_runs  # noqa: E402
-from gpt.speaker_task import N_CHARACTERS, PASSAGE_TOKENS, SpeakerTask, class_counts, labelled_pool  # noqa: E402
-from gpt.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passages, encodable,  # noqa: E402
+from gpt.storage.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402  (after the path set-up)
+from gpt.train.corpus import cache_dir, text_digest  # noqa: E402
+from gpt.experiments.label_curve import (FINE_TUNED, SCRATCH, FitSettings, curve_records, format_curve_table,  # noqa: E402
+                             heldout_lm_loss, plot_label_curve, train_method, write_curve_csv)
+from gpt.experiments.pretrain_cache import pretrain_key, train_cached  # noqa: E402
+from gpt.storage.gpt2_folders import load_pretrained  # noqa: E402
+from gpt.storage import pyplot, save_png  # noqa: E402
+from gpt import load_model  # noqa: E402
+from gpt.experiments import genre_runs  # noqa: E402
+from gpt.experiments.speaker_task import N_CHARACTERS, PASSAGE_TOKENS, SpeakerTask, class_counts, labelled_pool  # noqa: E402
+from gpt.experiments.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passages, encodable,  # noqa: E402
                           make_folds, play_text, sample_passages, split_validation, summarise_curve,
                           training_plays)
 import nanograd  # noqa: E402
@@ -75,9 +75,9 @@ TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer
 
 
 def pretrain_config(args, iters):
-    """The TrainConfig of pretraining (gpt/transfer_runs.py) with this run's sizes; out_dir, data and resume are
+    """The TrainConfig of pretraining (gpt/experiments/genre_runs.py) with this run's sizes; out_dir, data and resume are
     filled in where it runs."""
-    return transfer_runs.pretrain_config(iters, args.seed, args.progress, tokenizer=args.tokenizer,
+    return genre_runs.pretrain_config(iters, args.seed, args.progress, tokenizer=args.tokenizer,
                                          vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
                                          n_embd=args.n_embd, block_size=args.block_size)
 
@@ -85,10 +85,10 @@ def pretrain_config(args, iters):
 def pretrain(args, task=None):
     """Train a small GPT on text no test passage comes from; returns its checkpoint directory. Genre (task
     None): the plays no fold labels (problem plays and romances); speaker: every scene but the test scenes,
-    without speaker names (gpt/speaker_task.py). Cached under its key (pretrain_key): a second run starts at once."""
+    without speaker names (gpt/experiments/speaker_task.py). Cached under its key (pretrain_key): a second run starts at once."""
     config = pretrain_config(args, args.pretrain_iters)
     if task is None:
-        return transfer_runs.pretrain_on_unlabelled(config, args.pretrain_chars)
+        return genre_runs.pretrain_on_unlabelled(config, args.pretrain_chars)
     text = task.pretraining_text()[: args.pretrain_chars]
     out = cache_dir() / f"speaker-pretrain-{pretrain_key(text, config)}"
     return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
@@ -100,7 +100,7 @@ def pretrain_more(args, base_ckpt, test_plays):
     unlabelled plays and this fold's training plays (whose labels the fold uses anyway), never its test plays.
     It keeps the base model's tokenizer, so its passages are the same ids as every other method's."""
     train_plays = [play for plays in training_plays(test_plays).values() for play in plays]
-    text = transfer_runs.unlabelled_text(args.pretrain_chars) + "".join(play_text(play) for play in train_plays)
+    text = genre_runs.unlabelled_text(args.pretrain_chars) + "".join(play_text(play) for play in train_plays)
     text = encodable(text, load_model(base_ckpt)[1])  # the base model's tokenizer must read it all
     config = pretrain_config(args, args.pretrain_iters + args.more_pretraining)
     out = cache_dir() / f"finetune-pretrain-{pretrain_key(text, config, base=base_ckpt.parent.name)}"
@@ -291,7 +291,7 @@ def build_arg_parser():
                    help="kernel and BLAS threads")
     add_progress_flag(p)
     g = p.add_argument_group("pretraining (when neither --ckpt nor --pretrained is given)")
-    transfer_runs.add_pretraining_flags(g, iters=1500)
+    genre_runs.add_pretraining_flags(g, iters=1500)
     g = p.add_argument_group("the task and fine-tuning")
     g.add_argument("--folds", type=int, default=4, help="genre: folds of the labelled plays; each is the test set once")
     g.add_argument("--characters", type=int, default=N_CHARACTERS, help="speaker: the characters to tell apart")
@@ -303,7 +303,7 @@ def build_arg_parser():
                    help="genre: test passages per fold (speaker tests on every passage of its test scenes)")
     g.add_argument("--pool", choices=("mean", "last"), default="mean",
                    help="the head reads the hidden states averaged over the passage, or the last one's")
-    transfer_runs.add_classifier_flags(g)
+    genre_runs.add_classifier_flags(g)
     g = p.add_argument_group("the label-count curve (--curve; every trained classifier is cached)")
     g.add_argument("--curve", action="store_true", help="accuracy against the number of labelled passages")
     g.add_argument("--label-counts", type=_counts, default=None,

@@ -12,7 +12,7 @@ validation record quotes; pretraining (on all the plays) has read them, as plain
 model's context: the default model reads 128 BPE tokens (about 450 characters); the 64-character context of
 train_shakespeare.py's model holds almost none, and is refused by name.
 
-Four models answer the same test records, greedily, through the same template (gpt/instruct.py):
+Four models answer the same test records, greedily, through the same template (gpt/finetune/instruction_data.py):
 - untuned: the pretrained model as it is, prompted with the template (its end marker is untrained);
 - fine-tuned: the pretrained model fine-tuned on the training records, the loss on the responses only;
 - fine-tuned, unmasked: the same, the loss also on the prompt tokens;
@@ -40,19 +40,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from gpt.checkpoint import load_checkpoint  # noqa: E402  (after the path set-up above)
-from gpt.corpus import cache_dir, shakespeare  # noqa: E402
-from gpt.files import write_atomic  # noqa: E402
+from gpt.storage.checkpoint import load_checkpoint  # noqa: E402  (after the path set-up above)
+from gpt.train.corpus import cache_dir, shakespeare  # noqa: E402
+from gpt.storage.atomic import write_atomic  # noqa: E402
 from gpt.generate import stream_text  # noqa: E402
-from gpt.instruct import (InstructVocab, encode_record, format_prompt, greedy_correct,  # noqa: E402
+from gpt.finetune.instruction_data import (InstructVocab, encode_record, format_prompt, greedy_correct,  # noqa: E402
                           grow_token_embeddings)
-from gpt.instruct_tune import fine_tune, save_instruct_checkpoint  # noqa: E402
+from gpt.finetune.instruction_tuning import fine_tune, save_instruct_checkpoint  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
-from gpt.play_tasks import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402
-from gpt.pretrain_cache import pretrain_key, train_cached  # noqa: E402
-from gpt.report import pyplot  # noqa: E402
-from gpt.sample import load_model  # noqa: E402
-from gpt.transfer_runs import add_pretraining_flags, pretrain_config  # noqa: E402
+from gpt.experiments.play_instructions import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402
+from gpt.experiments.pretrain_cache import pretrain_key, train_cached  # noqa: E402
+from gpt.storage import pyplot, save_png  # noqa: E402
+from gpt import load_model  # noqa: E402
+from gpt.experiments.genre_runs import add_pretraining_flags, pretrain_config  # noqa: E402
 import nanograd  # noqa: E402
 from tokenizer.progress import add_progress_flag  # noqa: E402
 
@@ -65,7 +65,7 @@ TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer
 
 def pretrain(args):
     """Train a GPT on all the plays (the first --pretrain-chars characters, if given); returns its checkpoint
-    directory, cached under a key of the text and every setting (gpt/pretrain_cache.py)."""
+    directory, cached under a key of the text and every setting (gpt/experiments/pretrain_cache.py)."""
     text = shakespeare()[: args.pretrain_chars]
     config = pretrain_config(args.pretrain_iters, args.seed, args.progress, tokenizer=args.tokenizer,
                              vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
@@ -157,10 +157,7 @@ def plot(rows, path):
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, png.getvalue())
+    save_png(fig, path)
 
 
 def show_examples(model, vocab, test, correct, n, rng):

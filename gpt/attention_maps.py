@@ -7,13 +7,11 @@
 The model's fused attention op does not expose its weights, so the forward runs once with the written-out
 attention (`CausalSelfAttention.fused = False`), which keeps them in `attn.att`.
 """
-import io
 import math
 
 import numpy as np
 
-from gpt.files import write_atomic
-from gpt.report import pyplot
+from gpt.storage.figures import pyplot, save_png
 from nanograd import no_grad
 
 
@@ -107,13 +105,7 @@ def plot_attention_maps(maps, labels, path, title=None):
     fig.supylabel("attending token (query)", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=12)
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    try:
-        write_atomic(path, png.getvalue())
-    except OSError as e:
-        raise OSError(f"cannot write {path}: {e.strerror or e}") from e
+    save_png(fig, path)
 
 
 def draw_prompt_attention(model, tok, prompt, path, title=None):

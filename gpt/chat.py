@@ -14,8 +14,8 @@ import argparse
 import sys
 
 from gpt.generate import stream_text
-from gpt.instruct import format_prompt
-from gpt.instruct_tune import load_instruct_model
+from gpt.finetune.instruction_data import format_prompt
+from gpt.finetune.instruction_tuning import load_instruct_model
 
 
 def read_turn(lines):

@@ -152,7 +152,7 @@ def stream_text(model, tok, prompt, max_new_tokens, temperature=0.8, top_k=None,
 
     Bytes are decoded incrementally, so a character split over several byte-level BPE tokens is yielded
     once it is complete. Generation ends early, yielding nothing for it, at the token `stop_id` (an
-    end-of-response marker, see gpt/instruct.py)."""
+    end-of-response marker, see gpt/finetune/instruction_data.py)."""
     ids = tok.encode(prompt) if prompt else [0]  # without a prompt, start from token 0 (as nanoGPT)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     context = np.asarray([ids], dtype=np.int64)

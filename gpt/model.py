@@ -215,19 +215,6 @@ class GPT(nn.Module):
         """Final hidden states (B, T, n_embd) for ids idx (B, T): the trunk without lm_head (for heads on top)."""
         return self._hidden(self._check_ids(idx))
 
-    @classmethod
-    def from_pretrained(cls, path):
-        """A GPT with the weights of a Hugging Face style GPT-2 folder (config.json + model.safetensors)."""
-        from gpt.pretrained import load_pretrained_model  # here, since gpt.pretrained imports this module
-
-        return load_pretrained_model(path)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write a Hugging Face style GPT-2 folder that from_pretrained (and other tools) can open."""
-        from gpt.pretrained import save_pretrained
-
-        save_pretrained(self, path, tokenizer)
-
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
         return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
 

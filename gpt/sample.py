@@ -9,25 +9,10 @@ import argparse
 import sys
 import time
 
-import tokenizer
 from gpt.attention_maps import draw_prompt_attention
-from gpt.checkpoint import CheckpointError, load_checkpoint
-from gpt import models
+from gpt.storage.checkpoint import load_model
 from gpt.generate import stream_text
-from gpt.pretrained import load_pretrained
-
-
-def load_model(ckpt_dir):
-    """(model in eval mode, tokenizer) from a checkpoint directory written by the trainer."""
-    ckpt = load_checkpoint(ckpt_dir)
-    model = models.build(ckpt.model_config())
-    try:
-        model.load_state_dict(ckpt.model)
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{ckpt_dir}: the weights do not fit the model of its config.json ({e})") from None
-    if ckpt.tokenizer_path is None:
-        raise ValueError(f"checkpoint {ckpt_dir} holds no tokenizer, so its ids cannot be turned into text")
-    return model.eval(), tokenizer.load(ckpt.tokenizer_path)
+from gpt.storage.gpt2_folders import load_pretrained
 
 
 def build_arg_parser():

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt import checkpoint, files
-from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from gpt.outdir_lock import OutDirBusy, OutDirLock
-from gpt.report import TrainingLog
+from gpt.storage import checkpoint
+
+from gpt.storage import atomic
+from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.train.outdir_lock import OutDirBusy, OutDirLock
+from gpt.train.log import TrainingLog
 from gpt.train import TrainConfig, Trainer
 from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
@@ -37,7 +39,8 @@ FLAGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "1
 RECORDING_DRIVER = """
 import sys
 import numpy as np
-from gpt import distributed, train
+from gpt import train
+from gpt.train import distributed
 
 states, save = {}, train.Trainer.save
 def save_and_record(self):
@@ -67,7 +70,7 @@ def _check_what_a_kill_left(out_dir, reference, context, max_iters=MAX_ITERS):
     """The out dir holds no checkpoint (killed before the first save) or one that loads, passes its manifest,
     and holds exactly the weights the uninterrupted run had at its step: never files of two checkpoints."""
     ckpt_dir = out_dir / "ckpt"
-    if not (ckpt_dir.exists() or files.previous_dir(ckpt_dir).exists()):
+    if not (ckpt_dir.exists() or atomic.previous_dir(ckpt_dir).exists()):
         with pytest.raises(CheckpointError, match="no checkpoint"):
             load_checkpoint(ckpt_dir)
         return None
@@ -269,7 +272,7 @@ def test_a_full_disk_is_one_line_from_the_command_line(tmp_path, text_file, monk
 HOLDER = """
 import sys, time
 from pathlib import Path
-from gpt.outdir_lock import OutDirLock
+from gpt.train.outdir_lock import OutDirLock
 OutDirLock(sys.argv[1]).acquire()
 (Path(sys.argv[1]) / ".ckpt.half-written.tmp").mkdir()  # what a save cut short leaves
 print("locked", flush=True)

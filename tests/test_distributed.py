@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (gpt/distributed.py): the pieces that need no MPI, then two real ranks
+"""Data-parallel training over MPI (gpt/train/distributed.py): the pieces that need no MPI, then two real ranks
 under mpirun checked against one process training on the same global batch."""
 import dataclasses
 import importlib.util
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt import distributed
-from gpt.checkpoint import load_checkpoint
-from gpt.report import TrainingLog
+from gpt.train import distributed, launch
+from gpt.storage.checkpoint import load_checkpoint
+from gpt.train.log import TrainingLog
 from gpt.train import TrainConfig, Trainer
 from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 
@@ -65,21 +65,21 @@ def test_launched_as_two_ranks_without_mpi4py_is_a_clear_error(monkeypatch):
 
 
 def test_ranks_flag_checks_what_a_launcher_started():
-    distributed.launch_ranks(None, ["x.py"], 12, environ={})  # no flag, no launcher: one process, nothing to do
-    distributed.launch_ranks(1, ["x.py"], 12, environ={})
-    distributed.launch_ranks(2, ["x.py"], 12, environ={"PMI_RANK": "1", "PMI_SIZE": "2"})  # already launched
+    launch.launch_ranks(None, ["x.py"], 12, environ={})  # no flag, no launcher: one process, nothing to do
+    launch.launch_ranks(1, ["x.py"], 12, environ={})
+    launch.launch_ranks(2, ["x.py"], 12, environ={"PMI_RANK": "1", "PMI_SIZE": "2"})  # already launched
     with pytest.raises(ValueError, match="--ranks 4, but the MPI launcher started 2 processes"):
-        distributed.launch_ranks(4, ["x.py"], 12, environ={"PMI_RANK": "0", "PMI_SIZE": "2"})
+        launch.launch_ranks(4, ["x.py"], 12, environ={"PMI_RANK": "0", "PMI_SIZE": "2"})
     with pytest.raises(ValueError, match="--ranks must be at least 1, got 0"):
-        distributed.launch_ranks(0, ["x.py"], 12, environ={})
+        launch.launch_ranks(0, ["x.py"], 12, environ={})
     with pytest.raises(ValueError, match="batch_size 12 does not split evenly over 5 MPI processes"):
-        distributed.launch_ranks(5, ["x.py"], 12, environ={})  # refused before launching five processes
+        launch.launch_ranks(5, ["x.py"], 12, environ={})  # refused before launching five processes
 
 
 def test_ranks_flag_without_mpi_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(distributed, "find_launcher", lambda: None)
+    monkeypatch.setattr(launch, "find_launcher", lambda: None)
     with pytest.raises(RuntimeError, match="--ranks 2 needs .*pip install -e '.\\[mpi\\]'"):
-        distributed.launch_ranks(2, ["x.py"], 12, environ={})
+        launch.launch_ranks(2, ["x.py"], 12, environ={})
 
 
 def _environment_without_launcher(tmp_path):
@@ -88,7 +88,7 @@ def _environment_without_launcher(tmp_path):
 
 
 def test_plain_python_never_initialises_mpi(tmp_path):
-    check = ("import sys; from gpt import train, distributed; "
+    check = ("import sys; from gpt import train; from gpt.train import distributed; "
              "print(distributed.world().size, 'mpi4py' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO,
                          env=_environment_without_launcher(tmp_path), timeout=120)
@@ -97,19 +97,19 @@ def test_plain_python_never_initialises_mpi(tmp_path):
 
 
 def test_front_door_picks_two_ranks_only_where_they_can_run(monkeypatch):
-    """distributed.auto_ranks: 2 with two cores, MPI installed, no launcher and an even batch; else one process."""
-    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
-    monkeypatch.setattr(distributed, "find_launcher", lambda: "/usr/bin/mpiexec")
-    monkeypatch.setattr(distributed, "launcher_starts", lambda launcher: True)
+    """launch.auto_ranks: 2 with two cores, MPI installed, no launcher and an even batch; else one process."""
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "find_launcher", lambda: "/usr/bin/mpiexec")
+    monkeypatch.setattr(launch, "launcher_starts", lambda launcher: True)
     mpi4py_installed = importlib.util.find_spec("mpi4py") is not None
-    assert distributed.auto_ranks(12, environ={}) == (2 if mpi4py_installed else None)
-    assert distributed.auto_ranks(7, environ={}) is None  # does not split in two
-    assert distributed.auto_ranks(12, environ={"PMI_RANK": "0", "PMI_SIZE": "4"}) is None  # mpirun decides
-    monkeypatch.setattr(distributed, "usable_cores", lambda: 1)
-    assert distributed.auto_ranks(12, environ={}) is None
-    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
-    monkeypatch.setattr(distributed, "find_launcher", lambda: None)
-    assert distributed.auto_ranks(12, environ={}) is None
+    assert launch.auto_ranks(12, environ={}) == (2 if mpi4py_installed else None)
+    assert launch.auto_ranks(7, environ={}) is None  # does not split in two
+    assert launch.auto_ranks(12, environ={"PMI_RANK": "0", "PMI_SIZE": "4"}) is None  # mpirun decides
+    monkeypatch.setattr(launch, "usable_cores", lambda: 1)
+    assert launch.auto_ranks(12, environ={}) is None
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "find_launcher", lambda: None)
+    assert launch.auto_ranks(12, environ={}) is None
 
 
 def test_front_door_trains_in_one_process_when_mpi_cannot_start_processes(monkeypatch, tmp_path, capsys):
@@ -119,26 +119,26 @@ def test_front_door_trains_in_one_process_when_mpi_cannot_start_processes(monkey
     broken = tmp_path / "mpiexec"
     broken.write_text("#!/bin/sh\necho 'gethostbyname failed' >&2\nexit 1\n")
     broken.chmod(0o755)
-    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
-    monkeypatch.setattr(distributed, "find_launcher", lambda: str(broken))
-    assert distributed.auto_ranks(12, environ={}) is None
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "find_launcher", lambda: str(broken))
+    assert launch.auto_ranks(12, environ={}) is None
     assert "could not start two processes here (gethostbyname failed); training in this process" in \
         capsys.readouterr().err
-    monkeypatch.setattr(distributed, "find_launcher", lambda: str(tmp_path / "missing"))
-    assert distributed.auto_ranks(12, environ={}) is None
+    monkeypatch.setattr(launch, "find_launcher", lambda: str(tmp_path / "missing"))
+    assert launch.auto_ranks(12, environ={}) is None
 
 
 def test_the_installed_launcher_starts_two_processes():
     """What auto_ranks tries before choosing two ranks passes with the MPI the dev extra installs."""
     launcher = _mpirun()[0]
-    assert distributed.launcher_starts(launcher)
+    assert launch.launcher_starts(launcher)
 
 
 # ---- two ranks under mpirun ----
 
 def _mpirun():
     pytest.importorskip("mpi4py", reason="data-parallel tests need mpi4py (pip install -e '.[mpi]')")
-    launcher = distributed.find_launcher()
+    launcher = launch.find_launcher()
     if launcher is None:
         pytest.skip("data-parallel tests need mpirun or mpiexec on PATH (pip install mpich)")
     return [launcher, "-n", "2"]
@@ -241,7 +241,7 @@ def test_two_ranks_train_the_lstm_like_one_process(tmp_path, config):
 DRIVER = """
 import json, sys
 import numpy as np
-from gpt import distributed
+from gpt.train import distributed, launch
 from gpt.train import TrainConfig, Trainer
 from nanograd import kernels
 

@@ -1,9 +1,9 @@
-"""GPTClassifier and fit (gpt.finetune)."""
+"""GPTClassifier and fit (gpt.finetune.classifier)."""
 import numpy as np
 import pytest
 
 import nanograd
-from gpt.finetune import GPTClassifier, fit
+from gpt.finetune.classifier import GPTClassifier, fit
 from gpt.model import GPT, GPTConfig
 
 

@@ -1,4 +1,4 @@
-"""The fine-tuning example (examples/finetune_classifier.py) and the transfer protocol it uses (gpt/transfer.py):
+"""The fine-tuning example (examples/finetune_classifier.py) and the transfer protocol it uses (gpt/experiments/transfer.py):
 folds, statistics, cache keys, and smoke runs."""
 import csv
 import dataclasses
@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from gpt import label_curve, pretrain_cache, transfer
+from gpt.experiments import label_curve
+
+from gpt.experiments import pretrain_cache
+
+from gpt.experiments import transfer
 from gpt.model import GPT, GPTConfig
 from gpt.train import TrainConfig
 from tokenizer import CharTokenizer
@@ -144,7 +148,7 @@ def test_initial_weights_are_pinned_to_the_pretraining_format_version():
     """The README's first figures came from a model pretrained before the initialisation was redrawn (in
     float32), which a later run reused because the cache key had not changed. This digest of a small GPT's
     initial weights fails when any change redraws them (new init code, a NumPy that changes its streams):
-    then bump PRETRAIN_FORMAT_VERSION in gpt/pretrain_cache.py and update the digest here."""
+    then bump PRETRAIN_FORMAT_VERSION in gpt/experiments/pretrain_cache.py and update the digest here."""
     model = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=16), seed=0)
     pinned = {2: "0c8b341c2663b1ef"}  # PRETRAIN_FORMAT_VERSION -> digest (version 1 drew bba2647cfac7dac2)
     assert label_curve.weights_digest(model) == pinned[pretrain_cache.PRETRAIN_FORMAT_VERSION]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 
 def _example(step=7):

@@ -1,10 +1,12 @@
-"""Tests for gpt.corpus (offline Shakespeare, files, download errors) and gpt.data (ids, split, batches)."""
+"""Tests for gpt.train.corpus (offline Shakespeare, files, download errors) and gpt.train.data (ids, split, batches)."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gpt import corpus, data
+from gpt.train import corpus
+
+from gpt.train import data
 
 PLAY = """# A Test Play
 

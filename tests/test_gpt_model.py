@@ -11,7 +11,7 @@ import gpt.generate
 import nanograd
 from nanograd import no_grad
 from gpt import GPT, GPTConfig
-from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.generate import KVCache, generate_stream, next_logits, sample_next_token
 
 TINY = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8)

@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt import distributed, train
-from gpt.checkpoint import load_checkpoint
+from gpt import train
+
+from gpt.train import distributed, launch
+from gpt.train import trainer as trainer_module
+from gpt.train.log import TrainingLog
+from gpt.storage.checkpoint import load_checkpoint
 from gpt.train import TrainConfig, Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +58,8 @@ def test_resume_is_bit_exact(tmp_path, text_file):
         np.testing.assert_array_equal(model_a[name], model_b[name], err_msg=name)
     for index, state in opt_a["state"].items():
         np.testing.assert_array_equal(state["exp_avg_sq"], opt_b["state"][index]["exp_avg_sq"])
-    log_a = train.TrainingLog.read(Path(straight.out_dir) / "log.csv")
-    log_b = train.TrainingLog.read(Path(first_half.out_dir) / "log.csv")
+    log_a = TrainingLog.read(Path(straight.out_dir) / "log.csv")
+    log_b = TrainingLog.read(Path(first_half.out_dir) / "log.csv")
     assert [(r["kind"], r["step"], r["loss"]) for r in log_a] == [(r["kind"], r["step"], r["loss"]) for r in log_b]
 
 
@@ -68,7 +72,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, text_file, monkeyp
                                   dropout=0.0, grad_clip=0.0))
         halves = iter([(x[:2], y[:2]), (x[2:], y[2:])] if grad_accum == 2 else [(x, y)])
         with monkeypatch.context() as patch:
-            patch.setattr(train.data, "get_batch", lambda *args: next(halves))
+            patch.setattr(trainer_module.data, "get_batch", lambda *args: next(halves))
             trainer.train_step()  # gradients stay on the parameters until the next step zeroes them
         return {name: p.grad for name, p in trainer.model.named_parameters()}
 
@@ -83,7 +87,7 @@ def test_outputs_log_plot_sample_checkpoint(tmp_path, text_file):
     config = _config(tmp_path, text_file, max_iters=10, sample_tokens=40)
     result = Trainer(config).train()
     out = Path(config.out_dir)
-    rows = train.TrainingLog.read(out / "log.csv")
+    rows = TrainingLog.read(out / "log.csv")
     assert [int(r["step"]) for r in rows if r["kind"] == "step"] == list(range(1, 11))
     assert [int(r["step"]) for r in rows if r["kind"] == "eval"] == [0, 5, 10]
     assert all(float(r["tokens_per_s"]) > 0 for r in rows if r["kind"] == "step")
@@ -132,13 +136,13 @@ def test_sigterm_after_the_last_step_ends_the_sample_not_the_process(tmp_path, t
     between steps' worth of work: the final checkpoint stands, the sample stops early and is not saved, and the
     run says it was stopped. (Raised inside matplotlib's import, it once became an ImportError and a traceback.)"""
     trainer = Trainer(_config(tmp_path, text_file, eval_interval=100, sample_tokens=50))
-    plot = train.plot_losses
+    plot = trainer_module.plot_losses
 
     def plot_then_sigterm(*args):
         plot(*args)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(train, "plot_losses", plot_then_sigterm)
+    monkeypatch.setattr(trainer_module, "plot_losses", plot_then_sigterm)
     result = trainer.train()
     assert result.interrupted == signal.SIGTERM and result.step == trainer.config.max_iters
     assert load_checkpoint(Path(trainer.config.out_dir) / "ckpt").step == trainer.config.max_iters
@@ -160,7 +164,7 @@ def test_example_smoke_run_and_sample_cli(tmp_path):
     assert "step 4: train loss" in run.stdout and (out / "ckpt" / "model.safetensors").is_file()
     assert (out / "loss.png").is_file() and len((out / "sample.txt").read_text(encoding="utf-8")) == 30
     # Without --ranks the front door trains as two processes where MPI and two cores are there.
-    assert ("2 MPI ranks" in run.stdout) == (distributed.auto_ranks(4) == 2)
+    assert ("2 MPI ranks" in run.stdout) == (launch.auto_ranks(4) == 2)
     sample = subprocess.run([sys.executable, "-m", "gpt.sample", "--ckpt", str(out / "ckpt"), "--prompt", "ROMEO:",
                              "--max-new-tokens", "25", "--seed", "0"],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 import tokenizer
-from gpt.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from gpt.storage.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from gpt.model import GPT, GPTConfig
-from gpt.pretrained import PretrainedError, load_pretrained, save_pretrained
-from gpt.safetensors_header import SafetensorsFileError, check_safetensors
-from gpt.sample import load_model
+from gpt.storage.gpt2_folders import PretrainedError, load_pretrained, save_pretrained
+from gpt.storage.safetensors_header import SafetensorsFileError, check_safetensors
+from gpt import load_model
 from tokenizer import BPETokenizer, CharTokenizer, GPT2_SPLIT_PATTERN
 from tokenizer.interop import write_tiktoken
 

@@ -1,4 +1,4 @@
-"""Instruction fine-tuning (gpt/instruct.py, gpt/instruct_tune.py): the template's tokens, masking, the loss,
+"""Instruction fine-tuning (gpt/finetune/instruction_data.py, gpt/finetune/instruction_tuning.py): the template's tokens, masking, the loss,
 exact match without generating, generation stopping at the end marker, a grown vocabulary, gpt.chat."""
 import os
 import subprocess
@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from gpt import GPT, GPTConfig
 from gpt.chat import read_turn
 from gpt.generate import stream_text
-from gpt.instruct import (END, IGNORE, InstructVocab, collate, encode_record, format_prompt, greedy_correct,
+from gpt.finetune.instruction_data import (END, IGNORE, InstructVocab, collate, encode_record, format_prompt, greedy_correct,
                           grow_token_embeddings)
-from gpt.instruct_tune import fine_tune, load_instruct_model, response_loss, save_instruct_checkpoint
-from gpt.play_tasks import Record, make_records
+from gpt.finetune.instruction_tuning import fine_tune, load_instruct_model, response_loss, save_instruct_checkpoint
+from gpt.experiments.play_instructions import Record, make_records
 from tokenizer import BPETokenizer, CharTokenizer
 
 PLAY_CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ:,.;!?'-\n"

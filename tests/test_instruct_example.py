@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt.instruct import InstructVocab
-from gpt.play_tasks import FAMILIES, make_records
+from gpt.finetune.instruction_data import InstructVocab
+from gpt.experiments.play_instructions import FAMILIES, make_records
 from tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent

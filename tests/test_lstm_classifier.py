@@ -1,11 +1,11 @@
-"""LSTMClassifier (gpt.lstm_classifier), the slanted triangular schedule and fit's `schedule` (gpt.finetune)."""
+"""LSTMClassifier (gpt.finetune.lstm_classifier), the slanted triangular schedule and fit's `schedule` (gpt.finetune.classifier)."""
 import numpy as np
 import pytest
 
 import nanograd
-from gpt.finetune import fit, slanted_triangular
+from gpt.finetune.classifier import fit, slanted_triangular
 from gpt.lstm import LSTMConfig, LSTMLM
-from gpt.lstm_classifier import LSTMClassifier, concat_pool
+from gpt.finetune.lstm_classifier import LSTMClassifier, concat_pool
 
 
 def tiny_lm(dtype=np.float32, n_layer=2, tie_weights=True):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import nanograd
-from gpt import models
-from gpt.checkpoint import load_checkpoint
+from gpt import families
+from gpt.storage.checkpoint import load_checkpoint
 from gpt.generate import generate_stream, next_logits
 from gpt.lstm import LSTMConfig, LSTMLM
 from gpt.train import TrainConfig, Trainer
@@ -71,13 +71,13 @@ def test_stateful_generation_equals_full_forwards():
 
 
 def test_model_factory_and_errors():
-    config = models.new_config("lstm", dict(vocab_size=7, n_layer=1, n_head=4, n_hidden=5))
+    config = families.new_config("lstm", dict(vocab_size=7, n_layer=1, n_head=4, n_hidden=5))
     assert config == LSTMConfig(vocab_size=7, n_layer=1, n_hidden=5)
-    model = models.build(models.config_from_dict(models.config_to_dict(config)))
+    model = families.build(families.config_from_dict(families.config_to_dict(config)))
     assert isinstance(model, LSTMLM) and model.config == config
-    assert "model" not in models.config_to_dict(models.new_config("gpt", dict(vocab_size=7)))  # GPT format unchanged
+    assert "model" not in families.config_to_dict(families.new_config("gpt", dict(vocab_size=7)))  # GPT format unchanged
     with pytest.raises(ValueError, match="unknown model 'rnn'"):
-        models.new_config("rnn", {})
+        families.new_config("rnn", {})
     with pytest.raises(ValueError, match="weight_drop"):
         LSTMConfig(weight_drop=1.5)
     with pytest.raises(ValueError, match="outside the vocabulary"):

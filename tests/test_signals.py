@@ -8,10 +8,10 @@ NANOGRAD_GPT_KILL_SEED (0 under CI, else random; printed on failure) and send NA
 a moment later (which changes nothing: only a second Ctrl-C stops at once).
 
 Each test was checked against the regression it guards against, planted and seen to fail: SIGTERM left out
-of gpt/interrupt.py's STOP_SIGNALS (one process: the SIGTERM inside training kills it, -15; two ranks: the
+of gpt/train/interrupt.py's STOP_SIGNALS (one process: the SIGTERM inside training kills it, -15; two ranks: the
 signal stays blocked and the run trains on to the end); ranks started without RANK_STARTER (mpiexec's BAD
 TERMINATION banner when SIGTERM comes while they start); World.fail calling MPI_Abort ('Abort(1) on node 0');
-gpt/preflight.py's check left out (the errors came from the ranks, after auto_ranks and launch_ranks);
+gpt/train/preflight.py's check left out (the errors came from the ranks, after auto_ranks and launch_ranks);
 the front door spawning mpiexec as a child instead of becoming it (the ranks ran on after its SIGKILL).
 """
 import os
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.storage.checkpoint import CheckpointError, load_checkpoint
 from test_crash_safety import RECORDING_DRIVER, _check_what_a_kill_left, _env, _log_rows, _train_command
 from test_distributed import LAUNCHER_VARIABLES, _mpirun
 from test_gpt_train import text_file  # noqa: F401  (the fixture: a small corpus of Shakespearean words)
@@ -224,7 +224,8 @@ def test_sigkill_of_the_launcher_leaves_no_rank_running(tmp_path, text_file):
 # Runs the front door's main with auto_ranks, recording whether it chose or started ranks.
 CHOOSING_DRIVER = """
 import sys
-from gpt import distributed, train
+from gpt import train
+from gpt.train import distributed, launch
 
 calls = sys.argv.pop(1)  # the file that records the calls; the rest are the trainer's flags
 
@@ -235,8 +236,8 @@ def record(name, real):
         return real(*args, **kwargs)
     return recorded
 
-distributed.auto_ranks = record("auto_ranks", distributed.auto_ranks)
-distributed.launch_ranks = record("launch_ranks", distributed.launch_ranks)
+launch.auto_ranks = record("auto_ranks", launch.auto_ranks)
+launch.launch_ranks = record("launch_ranks", launch.launch_ranks)
 train.main(auto_ranks=True)
 """
 
@@ -274,7 +275,8 @@ def test_the_front_door_refuses_a_missing_data_file_in_one_line(tmp_path):
 # An error rank 0 alone meets (a full disk: rank 0 alone writes checkpoints) while rank 1 goes on to wait for it.
 FULL_DISK_DRIVER = """
 import errno, os, sys
-from gpt import checkpoint, train
+from gpt import train
+from gpt.storage import checkpoint
 
 def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

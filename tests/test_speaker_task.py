@@ -1,4 +1,4 @@
-"""The speaker task (gpt/speaker_task.py) and its runs in examples/finetune_classifier.py --task speaker: the
+"""The speaker task (gpt/experiments/speaker_task.py) and its runs in examples/finetune_classifier.py --task speaker: the
 split by scene is honest, the passages are what they claim, the pool is balanced and nested, and a tiny
 curve writes its table."""
 import csv
@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt import label_curve, speaker_task
-from gpt.play_tasks import count_lines, load_scenes
-from gpt.speaker_task import SpeakerTask, class_counts, labelled_pool, scene_id, verse
+from gpt.experiments import label_curve
+
+from gpt.experiments import speaker_task
+from gpt.experiments.play_instructions import count_lines, load_scenes
+from gpt.experiments.speaker_task import SpeakerTask, class_counts, labelled_pool, scene_id, verse
 from tokenizer import CharTokenizer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "finetune_classifier.py"

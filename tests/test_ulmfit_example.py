@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt.transfer import PlayTokens, make_folds
+from gpt.experiments.transfer import PlayTokens, make_folds
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,9 +1,7 @@
-"""Train a GPT on a text corpus, from code or from the command line.
+"""The trainer: a GPT (or LSTM) trained on a text corpus, with checkpoints, a log, and data parallelism.
 
-    python -m gpt.train --data shakespeare --max-iters 2000 --out-dir out/shakespeare
-    python -m gpt.train --out-dir out/shakespeare --resume        # continue exactly where it stopped
-
-From code: `Trainer(TrainConfig(max_iters=100)).train()`.
+From code: `Trainer(TrainConfig(max_iters=100)).train()`; from the command line: `python -m gpt.train`
+(gpt/train/cli.py).
 
 Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
 with a learning rate that warms up linearly and then follows a cosine down to `min_lr`. Every
@@ -11,15 +9,15 @@ with a learning rate that warms up linearly and then follows a cosine down to `m
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
 run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
-(gpt/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in gpt/resume.py.
+(gpt/train/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in
+gpt/train/resume.py.
 
-Data-parallel over MPI (`--ranks 2`, or `mpirun -n 2 python -m gpt.train ...`; gpt/distributed.py): every rank
-draws the same global batch of `batch_size` sequences and trains on its slice of it; one allreduce per step averages
-the gradients before clipping. Evaluations are sharded the same way and averaged, so every rank knows the losses;
-rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each rank has its own dropout
-stream, saved in the checkpoint, so a resumed run resumes on every rank.
+Data-parallel over MPI (`--ranks 2`, or `mpirun -n 2 python -m gpt.train ...`; gpt/train/distributed.py):
+every rank draws the same global batch of `batch_size` sequences and trains on its slice of it; one allreduce
+per step averages the gradients before clipping. Evaluations are sharded the same way and averaged, so every
+rank knows the losses; rank 0 alone writes the log, checkpoints, plot and sample and shows progress. Each
+rank has its own dropout stream, saved in the checkpoint, so a resumed run resumes on every rank.
 """
-import argparse
 import dataclasses
 import itertools
 import math
@@ -33,13 +31,14 @@ import numpy as np
 
 import nanograd
 from nanograd import no_grad, optim
-from gpt import data, distributed, interrupt, models, preflight, resume
-from gpt.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from gpt.files import write_atomic
-from gpt.outdir_lock import OutDirLock
+from gpt import families
+from gpt.train import data, distributed, interrupt, resume
+from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.storage.atomic import write_atomic
+from gpt.train.outdir_lock import OutDirLock
 from gpt.generate import stream_text
-from gpt.report import TrainingLog, plot_losses
-from tokenizer.progress import FLAG_HELP, is_terminal, progress
+from gpt.train.log import TrainingLog, plot_losses
+from tokenizer.progress import FLAG_HELP, progress
 
 
 def _option(default, help):
@@ -121,7 +120,7 @@ class TrainResult:
 class Trainer:
     def __init__(self, config, world=None, given=None):
         """`given`: the settings the user set (the command line's flags); None counts those that differ from
-        the defaults. On resume the others come from the checkpoint (see gpt/resume.py)."""
+        the defaults. On resume the others come from the checkpoint (see gpt/train/resume.py)."""
         self.world = distributed.world() if world is None else world
         self.out_dir = Path(config.out_dir)
         self.ckpt_dir = self.out_dir / "ckpt"
@@ -146,14 +145,14 @@ class Trainer:
             if ckpt is None:
                 self.data = data.prepare(c.data, c.tokenizer, c.vocab_size, c.cache_dir, progress=c.progress)
                 settings = dict(dataclasses.asdict(c), vocab_size=self.data.tokenizer.vocab_size)
-                model_config = models.new_config(c.model, settings)
+                model_config = families.new_config(c.model, settings)
             else:  # the checkpoint decides the architecture and the tokenizer
                 text = resume.load_same_text(ckpt, c.data, c.cache_dir, self.ckpt_dir)
                 self.data = data.prepare(c.data, cache=c.cache_dir, tokenizer_path=ckpt.tokenizer_path, text=text)
-                saved = ckpt.model_config()  # its dropout settings may change (gpt/resume.py reports them)
+                saved = ckpt.model_config()  # its dropout settings may change (gpt/train/resume.py reports them)
                 drops = {f.name: getattr(c, f.name) for f in dataclasses.fields(saved) if "drop" in f.name}
                 model_config = dataclasses.replace(saved, **drops)
-        self.model = models.build(model_config, seed=c.seed)
+        self.model = families.build(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
         # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
@@ -216,7 +215,7 @@ class Trainer:
             rng["nanograd_ranks"] = dropout_states
         extra = {"last_eval": list(self.last_eval) if self.last_eval else None,
                  "train_config": dataclasses.asdict(self.config), "data_digest": self.data.text_digest}
-        ckpt = Checkpoint(model=self.model.state_dict(), config=models.config_to_dict(self.model.config),
+        ckpt = Checkpoint(model=self.model.state_dict(), config=families.config_to_dict(self.model.config),
                           step=self.step, optimizer=self.optimizer.state_dict(), rng=rng, extra=extra)
         save_checkpoint(self.ckpt_dir, ckpt, tokenizer_file=self.data.tokenizer_path)
 
@@ -280,7 +279,7 @@ class Trainer:
             bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
     def train(self):
-        """Run to max_iters (or until Ctrl-C or SIGTERM: gpt/interrupt.py); returns a TrainResult."""
+        """Run to max_iters (or until Ctrl-C or SIGTERM: gpt/train/interrupt.py); returns a TrainResult."""
         c = self.config
         tokens_per_step = c.batch_size * c.grad_accum * self.model.config.block_size
         bar = progress(c.max_iters, c.progress if self.world.is_main else False, initial=self.step)
@@ -319,7 +318,7 @@ class Trainer:
 
     def sample(self, stop):
         """Sample from the model (after a newline) and save the text as sample.txt. `stop` (a StopRequest,
-        gpt/interrupt.py) set meanwhile ends the generation: then nothing is saved and the text is ""."""
+        gpt/train/interrupt.py) set meanwhile ends the generation: then nothing is saved and the text is ""."""
         c = self.config
         pieces = stream_text(self.model, self.data.tokenizer, "\n", c.sample_tokens, c.temperature, c.top_k,
                              seed=c.seed)
@@ -328,70 +327,3 @@ class Trainer:
             return ""
         write_atomic(self.out_dir / "sample.txt", text.encode("utf-8"))
         return text
-
-
-def build_arg_parser(description=__doc__):
-    """Flags for every TrainConfig field, plus --threads."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(TrainConfig):
-        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if f.type in (bool, bool | None):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
-        else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=help + " (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for the numba kernels and OpenBLAS (default: this machine's cores shared "
-                             "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")
-    parser.add_argument("--ranks", type=int, default=None,
-                        help="train as this many data-parallel MPI processes, launched through mpiexec: the same as "
-                             "`mpirun -n N` before the command (needs the mpi extra). Default: 1, except in examples/"
-                             "train_shakespeare.py, which picks 2 where it can (--ranks 1 trains in one process)")
-    return parser
-
-
-def main(argv=None, description=__doc__, auto_ranks=False):
-    """Train from command-line flags. `auto_ranks`: without a --ranks flag, train as the processes
-    distributed.auto_ranks picks for this machine (the front door's choice) instead of in this process alone.
-    A run stopped by Ctrl-C or SIGTERM exits with 128 + the signal's number (gpt/interrupt.py)."""
-    parser = build_arg_parser(description)
-    args = parser.parse_args(argv)
-    given = resume.given_flags(parser, argv, [f.name for f in dataclasses.fields(TrainConfig)])
-    world = distributed.World()  # until MPI is connected, failures exit this process alone
-    with interrupt.sigterm_as_ctrl_c():
-        try:
-            config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-            if distributed.launched_size() is None:  # this process would start the ranks: bad input stops here
-                preflight.check_run(config, given)
-            # Only a program started as `python script.py` can be started again as ranks (not one run by %run).
-            if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
-                args.ranks = distributed.auto_ranks(args.batch_size)  # says so when it picks ranks
-            # Under --ranks N this process becomes `mpiexec -n N` running the user's command (from code, the module's).
-            command = sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv]
-            if args.progress is None and is_terminal(sys.stderr):
-                command.append("--progress")  # ranks write through the launcher's pipes: only here is the terminal seen
-            distributed.launch_ranks(args.ranks, command, args.batch_size)
-            world = distributed.world()
-            nanograd.set_num_threads(args.threads or distributed.default_threads(world))
-            trainer = Trainer(config, world, given)
-            if world.is_main:
-                n_params = trainer.model.num_parameters()
-                print(f"{n_params / 1e6:.2f}M parameters, vocab {trainer.model.config.vocab_size}, "
-                      f"{len(trainer.data.train):,} train / {len(trainer.data.val):,} val tokens"
-                      + (f"; {world.size} MPI ranks" if world.size > 1 else ""))
-            result = trainer.train()
-        except (TrainingDiverged, OSError, ValueError, RuntimeError) as e:
-            world.fail(f"error: {e}")
-        except KeyboardInterrupt as e:  # a second signal, or Ctrl-C before training started
-            world.fail("interrupted", interrupt.exit_status(getattr(e, "signal", signal.SIGINT)))
-    if world.is_main:
-        print(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
-              f"checkpoint, log.csv and loss.png in {config.out_dir}")
-        if result.sample:
-            print("\n" + result.sample)
-    if result.interrupted:  # every rank: mpiexec exits with their status
-        sys.exit(interrupt.exit_status(result.interrupted))
-    return result
-
-
-if __name__ == "__main__":
-    main()

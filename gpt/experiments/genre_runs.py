@@ -1,5 +1,5 @@
 """The genre experiment's default run, as pieces any model family can use: the pretraining on the unlabelled
-plays and the passages of each fold (the protocol itself is gpt/transfer.py).
+plays and the passages of each fold (the protocol itself is gpt/experiments/transfer.py).
 
 examples/finetune_classifier.py pretrains its GPT and draws its passages with these very settings and
 generators, so a model pretrained here is the same cached model, and a classifier trained on these passages
@@ -9,10 +9,10 @@ import dataclasses
 
 import numpy as np
 
-from gpt.corpus import cache_dir
-from gpt.pretrain_cache import pretrain_key, train_cached
+from gpt.train.corpus import cache_dir
+from gpt.experiments.pretrain_cache import pretrain_key, train_cached
 from gpt.train import TrainConfig
-from gpt.transfer import play_text, sample_passages, split_validation, training_plays, unlabelled_plays
+from gpt.experiments.transfer import play_text, sample_passages, split_validation, training_plays, unlabelled_plays
 
 # examples/finetune_classifier.py's default pretraining: a 4-layer, 128-wide GPT on a 1024-token BPE.
 GENRE_PRETRAINING = dict(tokenizer="bpe", vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128)

@@ -11,7 +11,7 @@ give from there; each one you gave that differs is either
 """
 import dataclasses
 
-from gpt import corpus
+from gpt.train import corpus
 
 # Settings a resumed run cannot change.
 # The data is fixed too, but by its text, not its path (check_same_data): a moved file may be given.
@@ -50,7 +50,7 @@ def resume_config(config, saved, given, ckpt_dir):
 
 
 def load_same_text(ckpt, data, cache, ckpt_dir):
-    """The text of `data` (see gpt/corpus.py), refused before it is tokenized if it is not the text the
+    """The text of `data` (see gpt/train/corpus.py), refused before it is tokenized if it is not the text the
     checkpoint trained on (their digests differ)."""
     text = corpus.load_text(data, cache)
     saved = ckpt.extra.get("data_digest")

@@ -3,7 +3,8 @@ import csv
 import io
 from pathlib import Path
 
-from gpt.files import write_atomic
+from gpt.storage.atomic import write_atomic
+from gpt.storage.figures import pyplot, save_png
 
 COLUMNS = ("kind", "step", "lr", "loss", "val_loss", "tokens_per_s")
 
@@ -40,16 +41,6 @@ class TrainingLog:
             return list(csv.DictReader(f))
 
 
-def pyplot():
-    """matplotlib.pyplot drawing off-screen (imported here, on first use: training without plots never pays it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_losses(csv_path, png_path):
     """Draw the per-step training loss and the evaluated train/val losses against the step."""
     plt = pyplot()
@@ -67,7 +58,4 @@ def plot_losses(csv_path, png_path):
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.grid(alpha=0.3)
     ax.legend()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(png_path, png.getvalue())
+    save_png(fig, png_path)

@@ -5,7 +5,7 @@ A trainer holds an exclusive `flock` on `<out_dir>/.lock` while it runs, and wri
 at once with an error naming the first. The kernel drops a flock when its process ends in any way (exit,
 crash, SIGKILL), so a lock never stays stuck: a lock file that still names an owner but is not locked was
 left by a process that died, and the next trainer takes it over, says so, and removes the temporary files
-the dead one left half-written (`.<name>.<random>.tmp`, see gpt/files.py). A clean release empties the file.
+the dead one left half-written (`.<name>.<random>.tmp`, see gpt/storage/atomic.py). A clean release empties the file.
 
 The lock keeps other processes out, not other Trainers of the same process: those share it (a notebook that
 builds a new Trainer while the old one is still referenced must not lock itself out).

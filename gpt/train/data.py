@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 import tokenizer
-from gpt import corpus
-from gpt.files import write_atomic
+from gpt.train import corpus
+from gpt.storage.atomic import write_atomic
 
 TOKENIZER_KINDS = ("char", "bpe")
 VAL_FRACTION = 0.1

@@ -17,7 +17,7 @@ import copy
 import numpy as np
 
 import nanograd.functional as F
-from gpt.finetune import Classifier
+from gpt.finetune.classifier import Classifier
 from nanograd import cat, nn
 
 HEAD_WIDTH = 50  # ULMFiT's hidden width of the classifier head

@@ -1,13 +1,13 @@
-"""Instruction fine-tuning: train a GPT on encoded instruction records (gpt/instruct.py), stop early on a
+"""Instruction fine-tuning: train a GPT on encoded instruction records (gpt/finetune/instruction_data.py), stop early on a
 validation split, and save / load the result as an ordinary checkpoint.
 
-The step is the pretraining step (gpt/train.py) on other batches: a random batch of records padded to its
+The step is the pretraining step (gpt/train/trainer.py) on other batches: a random batch of records padded to its
 longest, AdamW (weight decay on 2-D weights only), gradient clipping, a learning rate that warms up and
 decays on a cosine, here from a small peak (a fine-tune should adjust the pretrained weights, not
 overwrite them). Every `eval_every` steps the mean response loss on the validation records is measured, and
 the weights of the best evaluation are kept; `patience` evaluations without a better one end training.
 
-A fine-tuned checkpoint is a trainer checkpoint (gpt/checkpoint.py) whose model has a grown vocabulary; its
+A fine-tuned checkpoint is a trainer checkpoint (gpt/storage/checkpoint.py) whose model has a grown vocabulary; its
 `extra["instruct"]` lists the added tokens, so `python -m gpt.chat --ckpt PATH` rebuilds the vocabulary.
 """
 import dataclasses
@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import tokenizer
-from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gpt.instruct import IGNORE, InstructVocab, collate, grow_token_embeddings
-from gpt.model import GPT, GPTConfig
+from gpt.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.finetune.instruction_data import IGNORE, InstructVocab, collate, grow_token_embeddings
+from gpt.model import GPTConfig
 from nanograd import no_grad, optim
 from tokenizer.progress import progress as progress_bar
 
@@ -102,14 +101,10 @@ def load_instruct_model(path):
     was never instruction-tuned gets the end marker (and any missing template character) added on the fly,
     with mean-initialised embeddings, so its untuned answers can be seen too."""
     ckpt = load_checkpoint(path)
-    if ckpt.tokenizer_path is None:
-        raise ValueError(f"checkpoint {path} holds no tokenizer, so its ids cannot be turned into text")
-    tok = tokenizer.load(ckpt.tokenizer_path)
-    config = ckpt.model_config()
-    if not isinstance(config, GPTConfig):
-        raise ValueError(f"checkpoint {path} holds a {type(config).__name__} model; instruction tuning needs a GPT")
-    model = GPT(config)
-    model.load_state_dict(ckpt.model)
+    if not isinstance(ckpt.model_config(), GPTConfig):
+        raise ValueError(f"checkpoint {path} holds a {type(ckpt.model_config()).__name__} model; instruction "
+                         f"tuning needs a GPT")
+    model, tok = ckpt.build_model(), ckpt.load_tokenizer()
     info = ckpt.extra.get("instruct")
     if info is None:
         vocab = InstructVocab.for_texts(tok, model.config.vocab_size, [])

@@ -11,9 +11,15 @@ disk) ends every rank through distributed.World.fail.
 import dataclasses
 from pathlib import Path
 
-from gpt import corpus, data, models, resume
-from gpt.checkpoint import load_checkpoint
-from gpt.outdir_lock import OutDirLock
+from gpt.train import corpus
+
+from gpt.train import data
+
+from gpt import families
+
+from gpt.train import resume
+from gpt.storage.checkpoint import load_checkpoint
+from gpt.train.outdir_lock import OutDirLock
 
 
 def check_run(config, given):
@@ -30,7 +36,7 @@ def check_run(config, given):
         corpus.load_text(config.data, config.cache_dir)
         data.check_tokenizer(config.tokenizer, config.vocab_size)
         # The vocabulary comes from the tokenizer, not yet built: any size lets the rest of the config be checked.
-        models.new_config(config.model, dict(dataclasses.asdict(config), vocab_size=1))
+        families.new_config(config.model, dict(dataclasses.asdict(config), vocab_size=1))
     lock = OutDirLock(config.out_dir)  # busy: OutDirBusy; left by a killed run: taken over, said, released
     lock.acquire()
     lock.release()

@@ -13,7 +13,7 @@ killed: a script that goes on after training can tell the run did not finish.
 A second SIGTERM is not a second request: Slurm (scancel, its time limit) and systemd send SIGTERM to every
 process of a job, and mpiexec forwards the one it gets too, so a rank often receives it twice within
 milliseconds; they follow it with SIGKILL, not a second SIGTERM, and a SIGKILL loses nothing either (a
-checkpoint is replaced atomically: gpt/files.py). A second Ctrl-C is a person asking again.
+checkpoint is replaced atomically: gpt/storage/atomic.py). A second Ctrl-C is a person asking again.
 
 An MPI rank starts with both signals blocked (distributed.RANK_STARTER), so that one arriving while it still
 imports waits instead of killing it (mpiexec reports a killed rank as a crash); `deferred_stop` unblocks

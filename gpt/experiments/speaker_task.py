@@ -1,6 +1,6 @@
 """A second transfer task, with plentiful labels: which of N major characters speaks a passage?
 
-The genre task (gpt/transfer.py) has 29 labelled plays, so its test set holds few independent units however
+The genre task (gpt/experiments/transfer.py) has 29 labelled plays, so its test set holds few independent units however
 many passages it draws. Here the labels are speakers, and the test unit is the scene.
 
 Classes: the N characters with the most words over all the plays (of those who speak in two test scenes or
@@ -26,8 +26,8 @@ from collections import Counter
 
 import numpy as np
 
-from gpt.play_tasks import load_scenes, split_scenes
-from gpt.transfer import Passages, encodable
+from gpt.experiments.play_instructions import load_scenes, split_scenes
+from gpt.experiments.transfer import Passages, encodable
 
 N_CHARACTERS = 8
 PASSAGE_TOKENS = 64  # short enough for a balanced pool of 1000 labels from 8 characters (125 chunks each)

@@ -16,7 +16,7 @@ truncated write, a flipped bit) is caught by the manifest's digests and reported
 fails (a full disk: any OSError) leaves the previous checkpoint as it was and says so.
 
 Every file is checked before it is trusted, in case it was crafted rather than damaged (a matching manifest
-is easy to forge): safetensors headers against the file's size (gpt/safetensors_header.py), the JSON
+is easy to forge): safetensors headers against the file's size (gpt/storage/safetensors_header.py), the JSON
 files' structure, and the configuration against the stored weights' shapes before a model is built from it,
 so a small file cannot make the loader allocate a huge model. Nothing is unpickled.
 """
@@ -30,9 +30,10 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from gpt.files import previous_dir, replace_dir_atomic
-from gpt import models
-from gpt.safetensors_header import SafetensorsFileError, check_safetensors
+import tokenizer
+from gpt import families
+from gpt.storage.atomic import previous_dir, replace_dir_atomic
+from gpt.storage.safetensors_header import SafetensorsFileError, check_safetensors
 
 NUMPY_FLOATS = ("F16", "F32", "F64")
 FORMAT = "nanograd-gpt-checkpoint"
@@ -58,15 +59,37 @@ class Checkpoint:
     path: Path = None  # the directory it was loaded from
 
     def model_config(self):
-        """The config of the stored model (a GPTConfig or an LSTMConfig, see gpt/models.py), checked against
+        """The config of the stored model (a GPTConfig or an LSTMConfig, see gpt/families.py), checked against
         the stored weights before anyone builds it."""
         source = self.path / "config.json" if self.path else "config.json"
         try:
-            config = models.config_from_dict(self.config)
+            config = families.config_from_dict(self.config)
             config.check_weight_shapes({k.removeprefix("transformer."): v.shape for k, v in self.model.items()})
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: not the configuration of these weights ({e})") from None
         return config
+
+    def build_model(self):
+        """The stored model with its weights, in eval mode."""
+        model = families.build(self.model_config())
+        try:
+            model.load_state_dict(self.model)
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: the weights do not fit the model of its config.json ({e})") from None
+        return model.eval()
+
+    def load_tokenizer(self):
+        """The tokenizer saved with the model (ValueError if the checkpoint holds none)."""
+        if self.tokenizer_path is None:
+            raise ValueError(f"checkpoint {self.path} holds no tokenizer, so its ids cannot be turned into text")
+        return tokenizer.load(self.tokenizer_path)
+
+
+def load_model(path):
+    """(model in eval mode, tokenizer) from a checkpoint directory: the one way back from a checkpoint to a
+    model (python -m gpt.sample, gpt.chat, the examples)."""
+    ckpt = load_checkpoint(path)
+    return ckpt.build_model(), ckpt.load_tokenizer()
 
 
 def save_checkpoint(path, ckpt, tokenizer_file=None):

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gpt.files import write_atomic
+from gpt.storage.atomic import write_atomic
 
 CACHE_ENV_VAR = "NANOGRAD_GPT_CACHE"
 TINYSHAKESPEARE_URL = (

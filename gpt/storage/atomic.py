@@ -4,7 +4,7 @@ Everything is written under a temporary name in the destination's folder, flushe
 into place with os.replace, which is atomic within one file system: a reader finds the old version or the
 whole new one, never a mix. The folder is fsynced after the rename, so that the rename itself survives a
 power loss (a rename lives in the folder's entries, which the file's fsync does not write). A process killed
-mid-write leaves its temporary `.<name>.<random>.tmp` behind; gpt/outdir_lock.py clears them.
+mid-write leaves its temporary `.<name>.<random>.tmp` behind; gpt/train/outdir_lock.py clears them.
 """
 import os
 import shutil

@@ -1,11 +1,11 @@
 """The label-count curve (ULMFiT's Fig. 3), for any task: held-out accuracy against the number of labelled
 passages, a pretrained trunk fine-tuned against the same network trained from scratch, every classifier cached.
 
-A task hands over, per seed, one (labelled pool, test passages) pair per fold (gpt/transfer.py for genre,
-gpt/speaker_task.py for the speaker). At each label count n both methods train on the pool's first n
+A task hands over, per seed, one (labelled pool, test passages) pair per fold (gpt/experiments/transfer.py for genre,
+gpt/experiments/speaker_task.py for the speaker). At each label count n both methods train on the pool's first n
 passages (nested: 10 labels are a subset of 100), a fifth kept aside for early stopping, on the same batches,
 and are tested on the same passages. `curve_records` gives one record per classifier; summarise_curve
-(gpt/transfer.py) turns them into rows with intervals and k; the rest here prints, saves and draws the rows.
+(gpt/experiments/transfer.py) turns them into rows with intervals and k; the rest here prints, saves and draws the rows.
 """
 import csv
 import hashlib
@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gpt.corpus import cache_dir, text_digest
-from gpt.files import write_atomic
-from gpt.finetune import GPTClassifier, fit
+from gpt.train.corpus import cache_dir, text_digest
+from gpt.storage.atomic import write_atomic
+from gpt.finetune.classifier import GPTClassifier, fit
 from gpt.model import GPT
-from gpt.report import pyplot
-from gpt.transfer import split_validation
+from gpt.storage.figures import pyplot, save_png
+from gpt.experiments.transfer import split_validation
 import nanograd
 
 CURVE_FORMAT_VERSION = 1  # bump when a change to fit() or the classifier changes what a cached result would be
@@ -31,7 +31,7 @@ FINE_TUNED = "fine-tuned"
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How every classifier of a run is trained (see gpt/finetune.py fit): part of each cached result's key."""
+    """How every classifier of a run is trained (see gpt/finetune/classifier.py fit): part of each cached result's key."""
     steps: int
     batch_size: int
     lr: float  # of the head; each lower layer group of a fine-tuned trunk learns lr_decay times more slowly
@@ -185,12 +185,5 @@ def plot_label_curve(rows, lm_loss, levels, title, ylabel, path):
     ax.set(xlabel="labelled passages per fold (a fifth of them for validation)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    save_png(fig, path)
-
-
-def save_png(fig, path):
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    pyplot().close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, png.getvalue())
+    save_png(fig, path)

