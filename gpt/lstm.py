@@ -20,7 +20,8 @@ import numpy as np
 
 import gpt.generate
 import nanograd.functional as F
-from gpt.model import check_ids, check_targets, configure_adamw
+from gpt.checks import check_ids, check_settings, check_targets
+from gpt.model import configure_adamw
 from nanograd import nn
 from nanograd.recurrent import embedding_dropout, locked_dropout
 
@@ -40,24 +41,16 @@ class LSTMConfig:
     tie_weights: bool = False  # the decoder reads the embedding table (through a projection if n_hidden != n_embd)
 
     def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_embd", "n_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"LSTMConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("embed_drop", "input_drop", "hidden_drop", "output_drop", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"LSTMConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        check_settings(self, counts=("block_size", "vocab_size", "n_layer", "n_embd", "n_hidden"),
+                       fractions=("embed_drop", "input_drop", "hidden_drop", "output_drop", "weight_drop"),
+                       label="LSTMConfig.")
 
-
-    def check_weight_shapes(self, shapes):
-        """Raise ValueError unless stored weights {name: shape} can be this model's (the embedding, and each
-        layer's W_hh): checked before a model is built from a config read from a file (see GPTConfig's)."""
-        expected = {"encoder.weight": (self.vocab_size, self.n_embd)}
-        expected.update({f"rnns.{k}.weight_hh_l0": (4 * self.n_hidden, self.n_hidden) for k in range(self.n_layer)})
-        for name, shape in expected.items():
-            if tuple(shapes.get(name, ())) != shape:
-                raise ValueError(f"the config implies {name} of shape {shape}, the weights hold "
-                                 f"{tuple(shapes[name]) if name in shapes else 'none'}")
+    def weight_shapes(self):
+        """(name, shape) of each weight that fixes this model's size (the embedding, each layer's W_hh), one at
+        a time (see GPTConfig's)."""
+        H = self.n_hidden
+        yield "encoder.weight", (self.vocab_size, self.n_embd)
+        yield from ((f"rnns.{k}.weight_hh_l0", (4 * H, H)) for k in range(self.n_layer))
 
 
 def hidden_matching(n_params, n_embd, vocab_size, n_layer=2, tie_weights=False):

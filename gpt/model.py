@@ -12,6 +12,7 @@ import numpy as np
 
 import gpt.generate
 import nanograd.functional as F
+from gpt.checks import check_ids, check_settings, check_targets
 from nanograd import nn, optim
 
 
@@ -26,49 +27,19 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
 
     def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        check_settings(self, counts=("block_size", "vocab_size", "n_layer", "n_head", "n_embd"),
+                       fractions=("dropout",), label="GPTConfig.")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
-    def check_weight_shapes(self, shapes):
-        """Raise ValueError unless stored weights {name without 'transformer.': shape} can be this model's: the
-        embeddings' shapes and the number of blocks. Checked before a model is built from a config read from a
-        file, which is cheap to forge and could otherwise ask for any amount of memory."""
-        embeddings = {"wte.weight": (self.vocab_size, self.n_embd), "wpe.weight": (self.block_size, self.n_embd)}
-        for name, shape in embeddings.items():
-            if tuple(shapes.get(name, ())) != shape:
-                raise ValueError(f"the config implies {name} of shape {shape}, the weights hold "
-                                 f"{tuple(shapes[name]) if name in shapes else 'none'}")
-        blocks = {name.split(".")[1] for name in shapes if name.startswith("h.")}
-        if self.n_layer > len(blocks) or any(str(i) not in blocks for i in range(self.n_layer)):
-            raise ValueError(f"the config has n_layer {self.n_layer}, the weights hold blocks {sorted(blocks)[:10]}")
-
-
-def check_ids(idx, vocab_size, name="idx"):
-    """idx as a 2-D integer array (B, T) of ids in [0, vocab_size), or a ValueError naming the first bad one."""
-    idx = np.asarray(idx)
-    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"{name} must be a 2-D integer array (B, T), got {idx.dtype} of shape {idx.shape}")
-    bad = np.argwhere((idx < 0) | (idx >= vocab_size))
-    if len(bad):
-        where = tuple(int(i) for i in bad[0])
-        raise ValueError(f"{name}[{where}] = {int(idx[where])} is outside the vocabulary [0, {vocab_size})")
-    return idx
-
-
-def check_targets(targets, idx, vocab_size):
-    """targets (B, T) as an array: next ids in [0, vocab_size), or -1 where a position is ignored."""
-    targets = np.asarray(targets)
-    if targets.shape != idx.shape:
-        raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
-    if targets.size and (targets.min() < -1 or targets.max() >= vocab_size):
-        raise ValueError(f"targets must be ids in [0, {vocab_size}) or -1 (ignored)")
-    return targets
+    def weight_shapes(self):
+        """(name, shape) of each weight that fixes this model's size, one at a time (a forged n_layer of 10**12
+        costs nothing before the first missing block stops the check): what a stored config is checked against
+        (gpt/storage/safetensors_header.py) before a model is built from it; names without
+        GPT-2's optional "transformer." prefix."""
+        C = self.n_embd
+        yield from (("wte.weight", (self.vocab_size, C)), ("wpe.weight", (self.block_size, C)))
+        yield from ((f"h.{i}.ln_1.weight", (C,)) for i in range(self.n_layer))
 
 
 def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):

@@ -33,7 +33,7 @@ from safetensors.numpy import load_file, save_file
 import tokenizer
 from gpt import families
 from gpt.storage.atomic import previous_dir, replace_dir_atomic
-from gpt.storage.safetensors_header import SafetensorsFileError, check_safetensors
+from gpt.storage.safetensors_header import SafetensorsFileError, check_safetensors, check_weight_shapes
 
 NUMPY_FLOATS = ("F16", "F32", "F64")
 FORMAT = "nanograd-gpt-checkpoint"
@@ -64,7 +64,7 @@ class Checkpoint:
         source = self.path / "config.json" if self.path else "config.json"
         try:
             config = families.config_from_dict(self.config)
-            config.check_weight_shapes({k.removeprefix("transformer."): v.shape for k, v in self.model.items()})
+            check_weight_shapes(config, {name: array.shape for name, array in self.model.items()})
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: not the configuration of these weights ({e})") from None
         return config

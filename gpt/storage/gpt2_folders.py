@@ -29,7 +29,7 @@ from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
 from gpt.storage.atomic import replace_dir_atomic
 from gpt.model import GPT, GPTConfig
-from gpt.storage.safetensors_header import check_safetensors
+from gpt.storage.safetensors_header import check_safetensors, check_weight_shapes
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -65,7 +65,7 @@ def load_pretrained_model(path):
         raise FileNotFoundError(f"weights file not found: {weights}")
     try:  # the header proven against the file, the config against the header, before the model is built
         header = check_safetensors(weights, _FLOAT_DTYPES)
-        config.check_weight_shapes({name.removeprefix("transformer."): shape for name, (_, shape) in header.items()})
+        check_weight_shapes(config, {name: shape for name, (_, shape) in header.items()})
     except ValueError as e:
         raise PretrainedError(f"{folder}: {e}") from None
     model = GPT(config)

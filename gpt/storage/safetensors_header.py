@@ -90,3 +90,13 @@ def _is_count(value):
 def _short(value):
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_weight_shapes(config, shapes):
+    """Raise ValueError unless stored weights {name: shape} can be the model of `config` (its weight_shapes():
+    the embeddings and one weight per layer). Checked before a model is built from a config read from a file,
+    which is cheap to forge and could otherwise ask for any amount of memory."""
+    shapes = {name.removeprefix("transformer."): tuple(shape) for name, shape in shapes.items()}
+    for name, shape in config.weight_shapes():
+        if shapes.get(name) != shape:
+            raise ValueError(f"the config implies {name} of shape {shape}, the weights hold {shapes.get(name, 'none')}")

@@ -32,6 +32,7 @@ import numpy as np
 import nanograd
 from nanograd import no_grad, optim
 from gpt import families
+from gpt.checks import check_settings
 from gpt.train import data, distributed, interrupt, resume
 from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gpt.storage.atomic import write_atomic
@@ -92,16 +93,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.n_layer is None:
             self.n_layer = 2 if self.model == "lstm" else 4
-        for name in ("batch_size", "grad_accum", "eval_interval", "eval_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "sample_tokens", "learning_rate", "min_lr", "weight_decay",
-                     "grad_clip"):
-            if not getattr(self, name) >= 0:  # `not >=` also refuses NaN
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_settings(self, counts=("batch_size", "grad_accum", "eval_interval", "eval_iters"),
+                       non_negative=("max_iters", "warmup_iters", "sample_tokens", "learning_rate", "min_lr",
+                                     "weight_decay", "grad_clip"),
+                       fractions=("beta1", "beta2", "dropout"))
 
 
 class TrainingDiverged(RuntimeError):
