@@ -35,7 +35,7 @@ def transpose(x: Tensor, *axes) -> Tensor:
     if sorted(axes) != list(range(n)):
         raise ValueError(f"transpose axes {axes} are not a permutation of the {n} axes of shape {x.shape}")
     inverse = tuple(sorted(range(n), key=axes.__getitem__))  # where each axis went, to send it back
-    return Tensor._op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
+    return Tensor.from_op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -50,7 +50,7 @@ def getitem(x: Tensor, index) -> Tensor:
         raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {err}") from None
 
     # Backward: only x[index] gets a gradient, added into that part of x's gradient (see IndexedGrad).
-    return Tensor._op(np.asarray(out), (x,), lambda g: (IndexedGrad(index, g),), "getitem")
+    return Tensor.from_op(np.asarray(out), (x,), lambda g: (IndexedGrad(index, g),), "getitem")
 
 
 def masked_fill(x: Tensor, mask, value) -> Tensor:
@@ -60,7 +60,7 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
         out = np.where(mask, np.asarray(value, dtype=x.dtype), x.data)
     except ValueError:
         raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to {x.shape}") from None
-    return Tensor._op(out, (x,), lambda g: (np.where(mask, 0, g),), "masked_fill")
+    return Tensor.from_op(out, (x,), lambda g: (np.where(mask, 0, g),), "masked_fill")
 
 
 def cat(tensors, axis: int = 0) -> Tensor:
@@ -74,7 +74,7 @@ def cat(tensors, axis: int = 0) -> Tensor:
     except ValueError:
         raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis") from None
     split_at = np.cumsum([t.shape[axis] for t in tensors])[:-1]
-    return Tensor._op(out, tuple(tensors), lambda g: tuple(np.split(g, split_at, axis=axis)), "cat")
+    return Tensor.from_op(out, tuple(tensors), lambda g: tuple(np.split(g, split_at, axis=axis)), "cat")
 
 
 def stack(tensors, axis: int = 0) -> Tensor:
@@ -87,9 +87,9 @@ def stack(tensors, axis: int = 0) -> Tensor:
         raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
     check_axis(axis, tensors[0].ndim + 1, tensors[0].shape)
     out = np.stack([t.data for t in tensors], axis=axis)
-    return Tensor._op(out, tuple(tensors),
-                      lambda g: tuple(np.squeeze(part, axis) for part in np.split(g, len(tensors), axis=axis)),
-                      "stack")
+    return Tensor.from_op(out, tuple(tensors),
+                         lambda g: tuple(np.squeeze(part, axis) for part in np.split(g, len(tensors), axis=axis)),
+                         "stack")
 
 
 def where(condition, a, b) -> Tensor:
@@ -101,7 +101,7 @@ def where(condition, a, b) -> Tensor:
         out = np.where(condition, a.data, b.data)
     except ValueError:
         raise ValueError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} do not broadcast") from None
-    return Tensor._op(out, (a, b), lambda g: (np.where(condition, g, 0), np.where(condition, 0, g)), "where")
+    return Tensor.from_op(out, (a, b), lambda g: (np.where(condition, g, 0), np.where(condition, 0, g)), "where")
 
 
 Tensor.transpose = transpose
