@@ -97,7 +97,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs): q, k and v, each cut into nh heads
-        q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # each (B, nh, T, hs): a head's positions side by side
+        q, k, v = qkv.transpose(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs): a head's positions side by side
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
         if self.fused:

@@ -254,10 +254,9 @@ class LSTM(Module):
             w_hh = F.dropout(w_hh, self.weight_drop, self.training)  # DropConnect: one mask for all steps
             b = getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}") if self.bias else None
             xw = F.linear(x, getattr(self, f"weight_ih_l{k}"), b)  # (B, T, 4H): the input's share, all steps at once
-            states = lstm_recurrence(xw, w_hh, h0[k], c0[k])  # (2, B, T, H): every h_t and c_t
-            x = states[0]  # (B, T, H)
+            x, c = lstm_recurrence(xw, w_hh, h0[k], c0[k]).unbind(0)  # each (B, T, H): every h_t, every c_t
             h_n.append(x[:, -1])
-            c_n.append(states[1][:, -1])
+            c_n.append(c[:, -1])
             if k < L - 1:
                 x = F.dropout(x, self.dropout, self.training)
         out = x if self.batch_first else x.transpose(1, 0, 2)

@@ -139,17 +139,10 @@ class Tensor:
     # --- backpropagation ----------------------------------------------------------------------
 
     def _accumulate(self, grad) -> None:
-        """Add `grad` (an array, summed back to our shape if broadcast, or a gradient that adds itself into part
-        of ours: indexing's IndexedGrad, movement.py) into self.grad.
+        """Add `grad` (an array, summed back to our shape if broadcast) into self.grad.
         An array handed in may be another node's too (`+` hands one to both inputs), so it is never written
         to: the first is kept as it is, and sums go into an array of our own. A leaf keeps a copy from the
         start: optimizers and clip_grad_norm_ scale leaf gradients in place."""
-        if hasattr(grad, "add_into"):
-            if self.grad is None or not self._owns_grad:
-                self.grad = np.zeros_like(self.data) if self.grad is None else self.grad.copy()
-                self._owns_grad = True
-            grad.add_into(self.grad)
-            return
         grad = np.asarray(grad)
         if grad.dtype != self.dtype:
             grad = grad.astype(self.dtype)
