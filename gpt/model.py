@@ -72,12 +72,12 @@ def check_targets(targets, idx, vocab_size):
 
 
 def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):
-    """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
+    """FlatAdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+    return optim.FlatAdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
 class CausalSelfAttention(nn.Module):
