@@ -6,12 +6,14 @@ match GPT-2 and nanoGPT checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import functional as F
 from .movement import stack
 from .recurrent import lstm_recurrence
-from .tensor import Tensor
+from .tensor import Tensor, no_grad
 
 
 class Parameter(Tensor):
@@ -93,6 +95,21 @@ class Module:
 
     def eval(self) -> "Module":
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """`with model.evaluating():` evaluation mode (no dropout) and no graph (no_grad) inside the block. On
+        leaving it, by an exception too, each submodule gets its own training flag back (a mix of modes survives,
+        which train(was_training) would flatten: it sets them all) and gradients are recorded again if they
+        were. no_grad is global: a generator that yields inside the block leaves it on while its caller runs."""
+        modes = [(module, module.training) for _, module in self.named_modules()]
+        self.eval()
+        try:
+            with no_grad():
+                yield self
+        finally:
+            for module, training in modes:
+                module.training = training
 
     def zero_grad(self) -> None:
         for param in self.parameters():

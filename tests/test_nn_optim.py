@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nanograd.functional as F
-from nanograd import Tensor, nn, optim
+from nanograd import Tensor, is_grad_enabled, nn, optim
 
 
 class TwoLayer(nn.Module):
@@ -58,6 +58,36 @@ def test_train_eval_and_to_dtype():
     assert model.blocks[1].training
     model.to(np.float64)
     assert all(p.dtype == np.float64 for p in model.parameters())
+
+
+def test_evaluating_is_eval_and_no_grad_then_restores_the_modes():
+    model = TwoLayer(np.random.default_rng(0))
+    x = Tensor(np.ones((3, 2), np.float32))
+    with model.evaluating() as inside:
+        assert inside is model and not any(m.training for _, m in model.named_modules())
+        out = model(x)
+        assert not out.requires_grad and out._parents == ()  # no graph was recorded
+    assert all(m.training for _, m in model.named_modules()) and is_grad_enabled()
+    assert model(x).requires_grad
+    model.eval()
+    with model.evaluating():
+        pass
+    assert not any(m.training for _, m in model.named_modules())  # eval before, eval after
+
+
+def test_evaluating_restores_the_modes_after_an_exception_and_when_nested():
+    model = TwoLayer(np.random.default_rng(0))
+    model.blocks.eval()  # a mix: each module gets its own flag back, not the top module's
+    with pytest.raises(RuntimeError, match="inside"):
+        with model.evaluating():
+            raise RuntimeError("inside")
+    assert model.training and model.fc.training and not model.blocks.training and not model.blocks[1].training
+    assert is_grad_enabled()
+    with model.evaluating():
+        with model.blocks.evaluating():
+            assert not is_grad_enabled()
+        assert not model.training and not model.blocks[1].training and not is_grad_enabled()  # still the outer's
+    assert model.training and not model.blocks[1].training and is_grad_enabled()
 
 
 def adamw_reference(p, grads, lr, betas, eps, wd):
