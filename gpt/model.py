@@ -43,12 +43,12 @@ class GPTConfig:
 
 
 def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):
-    """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
+    """FlatAdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+    return optim.FlatAdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
 class CausalSelfAttention(nn.Module):
@@ -68,7 +68,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs): q, k and v, each cut into nh heads
-        q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # each (B, nh, T, hs): a head's positions side by side
+        q, k, v = qkv.transpose(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs): a head's positions side by side
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
         if self.fused:

@@ -2,12 +2,12 @@
 
 Read in this order: tensor.py (Tensor, backward, arithmetic), movement.py (transpose, indexing, cat, ...),
 functional.py (softmax, layer norm, attention, ...: each op's forward and backward in NumPy), recurrent.py
-(the LSTM recurrence and its backprop through time), nn.py, optim.py, gradcheck.py, draw.py; kernels/ last,
-if at all. Importing nanograd has no effect outside it; the first kernel starts the thread pools a training
-step needs (kernels/runtime.py), so a program needs no setup call. `set_num_threads(n)` changes the threads
-of numba and OpenBLAS alike.
+(the LSTM recurrence and its backprop through time), nn.py, optim.py (then flat_adamw.py, AdamW in one call
+per parameter group), gradcheck.py, draw.py; kernels/ last, if at all. Importing nanograd has no effect
+outside it; the first kernel starts the thread pools a training step needs (kernels/runtime.py), so a
+program needs no setup call. `set_num_threads(n)` changes the threads of numba and OpenBLAS alike.
 """
-from . import movement  # noqa: F401  (makes transpose, indexing and masked_fill Tensor methods)
+from . import movement  # noqa: F401  (makes transpose, indexing, unbind and masked_fill Tensor methods)
 from .draw import draw, trace
 from .gradcheck import GradcheckError, gradcheck
 from .movement import cat, stack, where

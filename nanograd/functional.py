@@ -67,7 +67,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`."""
     check_axis(axis, x.ndim, x.shape)
     y = _from_last(softmax_forward(_to_last(x.data, axis)), axis)
-    return Tensor._op(y, (x,), lambda g: (
+    return Tensor.from_op(y, (x,), lambda g: (
         _from_last(softmax_backward(_to_last(y, axis), _to_last(g, axis)), axis),), "softmax")
 
 
@@ -75,7 +75,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - logsumexp(x) along `axis`, computed without overflow."""
     check_axis(axis, x.ndim, x.shape)
     z = _from_last(log_softmax_forward(_to_last(x.data, axis)), axis)
-    return Tensor._op(z, (x,), lambda g: (
+    return Tensor.from_op(z, (x,), lambda g: (
         _from_last(log_softmax_backward(_to_last(z, axis), _to_last(g, axis)), axis),), "log_softmax")
 
 
@@ -126,7 +126,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -1) -> Tensor:
         dlogits = cross_entropy_backward(flat_logits, flat_targets, lse, ignore_index, g)
         return (dlogits.reshape(logits.shape),)
 
-    return Tensor._op(loss, (logits,), backward, "cross_entropy")
+    return Tensor.from_op(loss, (logits,), backward, "cross_entropy")
 
 
 # ---- GELU (tanh approximation, as GPT-2): x, y, dy, dx any shape, elementwise --------------------
@@ -151,7 +151,7 @@ def gelu_backward(x, dy):
 
 def gelu(x: Tensor) -> Tensor:
     """GELU, tanh approximation as in GPT-2."""
-    return Tensor._op(gelu_forward(x.data), (x,), lambda g: (gelu_backward(x.data, g),), "gelu")
+    return Tensor.from_op(gelu_forward(x.data), (x,), lambda g: (gelu_backward(x.data, g),), "gelu")
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -203,7 +203,7 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
         dx, dweight, dbias = layer_norm_backward(g, x.data, w, mean, rstd)
         return (dx,) + tuple(grad for grad, p in ((dweight, weight), (dbias, bias)) if p is not None)
 
-    return Tensor._op(y, (x,) + affine, backward, "layer_norm")
+    return Tensor.from_op(y, (x,) + affine, backward, "layer_norm")
 
 
 # ---- dropout, embedding, linear ------------------------------------------------------------------
@@ -235,8 +235,8 @@ def embedding(ids, weight: Tensor) -> Tensor:
     if ids.size and (ids.min() < 0 or ids.max() >= n_embeddings):
         bad = ids[(ids < 0) | (ids >= n_embeddings)][0]
         raise IndexError(f"embedding id {bad} is out of range for a table of {n_embeddings} rows")
-    return Tensor._op(weight.data[ids], (weight,), lambda g: (embedding_backward(ids, g, n_embeddings),),
-                      "embedding")
+    return Tensor.from_op(weight.data[ids], (weight,), lambda g: (embedding_backward(ids, g, n_embeddings),),
+                         "embedding")
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -264,7 +264,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return (dx, dweight) + ((g.sum(axis=0),) if bias is not None else ())
 
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._op(out.reshape(x.shape[:-1] + (n_out,)), parents, backward, "linear")
+    return Tensor.from_op(out.reshape(x.shape[:-1] + (n_out,)), parents, backward, "linear")
 
 
 # ---- attention: q, out, dq, dout (B, nh, Tq, hs); k, v, dk, dv (B, nh, Tk, hs); lse (B, nh, Tq) ----
@@ -318,5 +318,5 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     if q.shape[2] > k.shape[2]:
         raise ValueError(f"attention needs no more queries than keys, got Tq={q.shape[2]} > Tk={k.shape[2]}")
     out, lse = attention_forward(q.data, k.data, v.data, causal)
-    return Tensor._op(out, (q, k, v), lambda g: attention_backward(g, q.data, k.data, v.data, out, lse, causal),
-                      "attention")
+    return Tensor.from_op(out, (q, k, v), lambda g: attention_backward(g, q.data, k.data, v.data, out, lse, causal),
+                         "attention")

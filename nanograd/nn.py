@@ -6,12 +6,14 @@ match GPT-2 and nanoGPT checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import functional as F
 from .movement import stack
 from .recurrent import lstm_recurrence
-from .tensor import Tensor
+from .tensor import Tensor, no_grad
 
 
 class Parameter(Tensor):
@@ -93,6 +95,21 @@ class Module:
 
     def eval(self) -> "Module":
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """`with model.evaluating():` evaluation mode (no dropout) and no graph (no_grad) inside the block. On
+        leaving it, by an exception too, each submodule gets its own training flag back (a mix of modes survives,
+        which train(was_training) would flatten: it sets them all) and gradients are recorded again if they
+        were. no_grad is global: a generator that yields inside the block leaves it on while its caller runs."""
+        modes = [(module, module.training) for _, module in self.named_modules()]
+        self.eval()
+        try:
+            with no_grad():
+                yield self
+        finally:
+            for module, training in modes:
+                module.training = training
 
     def zero_grad(self) -> None:
         for param in self.parameters():
@@ -254,10 +271,9 @@ class LSTM(Module):
             w_hh = F.dropout(w_hh, self.weight_drop, self.training)  # DropConnect: one mask for all steps
             b = getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}") if self.bias else None
             xw = F.linear(x, getattr(self, f"weight_ih_l{k}"), b)  # (B, T, 4H): the input's share, all steps at once
-            states = lstm_recurrence(xw, w_hh, h0[k], c0[k])  # (2, B, T, H): every h_t and c_t
-            x = states[0]  # (B, T, H)
+            x, c = lstm_recurrence(xw, w_hh, h0[k], c0[k]).unbind(0)  # each (B, T, H): every h_t, every c_t
             h_n.append(x[:, -1])
-            c_n.append(states[1][:, -1])
+            c_n.append(c[:, -1])
             if k < L - 1:
                 x = F.dropout(x, self.dropout, self.training)
         out = x if self.batch_first else x.transpose(1, 0, 2)

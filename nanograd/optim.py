@@ -2,6 +2,7 @@
 
 Optimizers update parameters in place from their .grad. Parameters are organised in groups, each
 a dict with its own hyperparameters (GPT decays 2-D weights but not biases or LayerNorm gains).
+FlatAdamW, the same AdamW with one update per group, lives in flat_adamw.py and is exported here.
 """
 from __future__ import annotations
 
@@ -124,25 +125,11 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_d
 
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter), exactly as torch.optim.AdamW: each step is
-    `adamw_step` above, for every parameter.
-
-    The update is the same for every element, so each group is stored flat (see _FlatGroup): the
-    parameters' values and moments are views into one array each, the gradients are gathered into one, and
-    a single adamw_step updates the whole group instead of one call per parameter.
-    """
+    `adamw_step` above, one call per parameter. It updates each parameter's .data in place and never rebinds
+    it; FlatAdamW (flat_adamw.py) computes the same steps in one call per group."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
-        self._flat_groups = [_FlatGroup.adopt(group["params"]) for group in self.param_groups]
-
-    def step(self) -> None:
-        for group, flat in zip(self.param_groups, self._flat_groups):
-            if flat is not None and flat.is_intact(self.state):
-                flat.update(self.state, group)
-            else:  # e.g. some parameters without a gradient: they must keep their state untouched
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
 
     def _update(self, param, grad, state, group):
         if not state:
@@ -153,74 +140,6 @@ class AdamW(Optimizer):
             raise ValueError(f"AdamW needs C-contiguous parameters, got one of shape {param.shape} that is a view")
         adamw_step(param.data, np.ascontiguousarray(grad), state["exp_avg"], state["exp_avg_sq"],
                    group["lr"], beta1, beta2, group["eps"], group["weight_decay"], state["step"])
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        for flat in self._flat_groups:
-            if flat is not None:
-                flat.take_moments(self.state)
-
-
-class _FlatGroup:
-    """A parameter group living in flat arrays: `data`, `exp_avg`, `exp_avg_sq`, each one array with a view
-    per parameter, and `grad`, into which each step gathers the parameters' gradients. Parameters keep their
-    shapes; their .data becomes a view into `data`. The moments start at zero: views into them stand in the
-    optimizer's per-parameter state, so state_dict is unchanged.
-
-    The flat path is taken only while everything still points into these arrays (`is_intact`): a parameter
-    replaced (model.to(dtype)), a gradient missing, or moments loaded from elsewhere fall back to the
-    per-parameter update, which computes the same thing."""
-
-    def __init__(self, params, data):
-        self.params, self.data = params, data
-        self.grad, self.exp_avg, self.exp_avg_sq = np.zeros_like(data), np.zeros_like(data), np.zeros_like(data)
-        self.views = {name: [] for name in ("data", "exp_avg", "exp_avg_sq")}
-        offset = 0
-        for p in params:
-            for name, views in self.views.items():
-                views.append(getattr(self, name)[offset : offset + p.data.size].reshape(p.shape))
-            offset += p.data.size
-
-    @classmethod
-    def adopt(cls, params):
-        """Move params (one dtype, each listed once) into flat storage; None if they cannot share it."""
-        if len({p.dtype for p in params}) != 1 or len({id(p) for p in params}) != len(params):
-            return None
-        flat = cls(params, np.concatenate([p.data.reshape(-1) for p in params]))
-        for p, data in zip(params, flat.views["data"]):
-            p.data = data
-        return flat
-
-    def is_intact(self, state: dict) -> bool:
-        views = self.views
-        for i, p in enumerate(self.params):
-            if p.data is not views["data"][i] or p.grad is None:
-                return False
-            saved = state.get(id(p))
-            if saved is not None and (saved["exp_avg"] is not views["exp_avg"][i]
-                                      or saved["exp_avg_sq"] is not views["exp_avg_sq"][i]):
-                return False
-        steps = {state[id(p)]["step"] if id(p) in state else 0 for p in self.params}
-        return len(steps) == 1
-
-    def update(self, state: dict, group: dict) -> None:
-        for i, p in enumerate(self.params):
-            saved = state.setdefault(id(p), {"step": 0, "exp_avg": self.views["exp_avg"][i],
-                                             "exp_avg_sq": self.views["exp_avg_sq"][i]})
-            saved["step"] += 1
-        np.concatenate([p.grad.reshape(-1) for p in self.params], out=self.grad)  # the gradients, gathered
-        beta1, beta2 = group["betas"]
-        adamw_step(self.data, self.grad, self.exp_avg, self.exp_avg_sq, group["lr"], beta1, beta2, group["eps"],
-                   group["weight_decay"], state[id(self.params[0])]["step"])
-
-    def take_moments(self, state: dict) -> None:
-        """After loading a state dict: copy the loaded moments into the flat arrays and use the views."""
-        for i, p in enumerate(self.params):
-            saved = state.get(id(p))
-            if saved is not None:
-                for name in ("exp_avg", "exp_avg_sq"):
-                    self.views[name][i][...] = saved[name]
-                    saved[name] = self.views[name][i]
 
 
 def clip_grad_norm_(params, max_norm: float) -> float:
@@ -242,3 +161,6 @@ def cosine_lr(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_
         return min_lr
     progress = (step - warmup_steps) / max(decay_steps - warmup_steps, 1)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+from .flat_adamw import FlatAdamW  # noqa: E402, F401  (its own module, found here beside AdamW; it builds on it)

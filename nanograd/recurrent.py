@@ -110,7 +110,7 @@ def lstm_recurrence(xw: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> Tensor:
         dw_hh = dxw.reshape(-1, H4).T @ h_prev.reshape(-1, H) if w_hh.requires_grad else None  # (4H, H)
         return dxw, dw_hh, dh0, dc0
 
-    return Tensor._op(states, (xw, w_hh, h0, c0), backward, "lstm")
+    return Tensor.from_op(states, (xw, w_hh, h0, c0), backward, "lstm")
 
 
 # ---- AWD-LSTM's dropouts: x (B, T, C); weight (V, C) --------------------------------------------

@@ -1,6 +1,6 @@
 """The Tensor: an ndarray that remembers how it was made, so gradients can flow back through it.
 
-Every op below builds its output with `Tensor._op(data, parents, backward)`. `backward` is a
+Every op below builds its output with `Tensor.from_op(data, parents, backward, op)`. `backward` is a
 function from the output's gradient to one gradient per parent (None where a parent needs none).
 `Tensor.backward()` visits the graph in reverse topological order, calls each op's `backward`,
 and accumulates the results into the parents in one place, `_accumulate`, which also undoes
@@ -93,8 +93,9 @@ class Tensor:
         self.op = ""  # the name of the op that made this tensor ("" for a leaf), for printing and drawing
 
     @classmethod
-    def _op(cls, data, parents, backward, op: str) -> "Tensor":
-        """The output of op `op`: records its parents and backward only when a gradient is wanted."""
+    def from_op(cls, data, parents, backward, op: str) -> "Tensor":
+        """The output `data` of an op on `parents`, labelled `op` (kept in .op): records the parents and `backward`
+        (output gradient -> one gradient per parent) only when a gradient is wanted."""
         out = cls(data)
         out.op = op
         if _grad_enabled and any(p.requires_grad for p in parents):
@@ -138,17 +139,10 @@ class Tensor:
     # --- backpropagation ----------------------------------------------------------------------
 
     def _accumulate(self, grad) -> None:
-        """Add `grad` (an array, summed back to our shape if broadcast, or a gradient that adds itself into part
-        of ours: indexing's IndexedGrad, movement.py) into self.grad.
+        """Add `grad` (an array, summed back to our shape if broadcast) into self.grad.
         An array handed in may be another node's too (`+` hands one to both inputs), so it is never written
         to: the first is kept as it is, and sums go into an array of our own. A leaf keeps a copy from the
         start: optimizers and clip_grad_norm_ scale leaf gradients in place."""
-        if hasattr(grad, "add_into"):
-            if self.grad is None or not self._owns_grad:
-                self.grad = np.zeros_like(self.data) if self.grad is None else self.grad.copy()
-                self._owns_grad = True
-            grad.add_into(self.grad)
-            return
         grad = np.asarray(grad)
         if grad.dtype != self.dtype:
             grad = grad.astype(self.dtype)
@@ -233,33 +227,33 @@ class Tensor:
     def __add__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "+")
-        return Tensor._op(self.data + other.data, (self, other), lambda g: (g, g), "+")
+        return Tensor.from_op(self.data + other.data, (self, other), lambda g: (g, g), "+")
 
     def __sub__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "-")
-        return Tensor._op(self.data - other.data, (self, other), lambda g: (g, -g), "-")
+        return Tensor.from_op(self.data - other.data, (self, other), lambda g: (g, -g), "-")
 
     def __mul__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "*")
         a, b = self.data, other.data
-        return Tensor._op(a * b, (self, other), lambda g: (g * b, g * a), "*")
+        return Tensor.from_op(a * b, (self, other), lambda g: (g * b, g * a), "*")
 
     def __truediv__(self, other):
         other = self._lift(other)
         self._check_broadcast(other, "/")
         a, b = self.data, other.data
-        return Tensor._op(a / b, (self, other), lambda g: (g / b, -g * a / (b * b)), "/")
+        return Tensor.from_op(a / b, (self, other), lambda g: (g / b, -g * a / (b * b)), "/")
 
     def __neg__(self):
-        return Tensor._op(-self.data, (self,), lambda g: (-g,), "neg")
+        return Tensor.from_op(-self.data, (self,), lambda g: (-g,), "neg")
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor) or not np.isscalar(exponent):
             raise TypeError("Tensor ** x supports a Python number x only; use exp(log(a) * b) for tensor powers")
         a = self.data
-        return Tensor._op(a ** exponent, (self,), lambda g: (g * exponent * a ** (exponent - 1),), f"**{exponent}")
+        return Tensor.from_op(a ** exponent, (self,), lambda g: (g * exponent * a ** (exponent - 1),), f"**{exponent}")
 
     def __radd__(self, other):
         return self + other
@@ -283,7 +277,7 @@ class Tensor:
         except ValueError:
             raise ValueError(f"cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
                              f"into {shape}") from None
-        return Tensor._op(out, (self,), lambda g: (g.reshape(self.shape),), "reshape")
+        return Tensor.from_op(out, (self,), lambda g: (g.reshape(self.shape),), "reshape")
 
     # --- matrix product ------------------------------------------------------------------------
 
@@ -317,7 +311,7 @@ class Tensor:
             grad_b = np.swapaxes(a, -1, -2) @ g if other.requires_grad else None
             return grad_a, grad_b
 
-        return Tensor._op(a @ b, (self, other), backward, "@")
+        return Tensor.from_op(a @ b, (self, other), backward, "@")
 
     def __rmatmul__(self, other):
         return self._lift(other) @ self
@@ -337,8 +331,8 @@ class Tensor:
             check_axis(axis, self.ndim, self.shape)
         shape = self.shape
         out = np.asarray(self.data.sum(axis=axis, keepdims=keepdims))
-        return Tensor._op(out, (self,), lambda g: (np.broadcast_to(self._expand_reduced(g, axis, keepdims), shape),),
-                          "sum")
+        return Tensor.from_op(out, (self,),
+                              lambda g: (np.broadcast_to(self._expand_reduced(g, axis, keepdims), shape),), "sum")
 
     def mean(self, axis=None, keepdims=False):
         if axis is not None:
@@ -359,30 +353,30 @@ class Tensor:
             share = is_max / is_max.sum(axis=axis, keepdims=True)
             return (share * self._expand_reduced(g, axis, keepdims),)
 
-        return Tensor._op(out, (self,), backward, "max")
+        return Tensor.from_op(out, (self,), backward, "max")
 
     # --- elementwise functions -----------------------------------------------------------------
 
     def exp(self):
         out = np.exp(self.data)
-        return Tensor._op(out, (self,), lambda g: (g * out,), "exp")
+        return Tensor.from_op(out, (self,), lambda g: (g * out,), "exp")
 
     def log(self):
         a = self.data
-        return Tensor._op(np.log(a), (self,), lambda g: (g / a,), "log")
+        return Tensor.from_op(np.log(a), (self,), lambda g: (g / a,), "log")
 
     def tanh(self):
         out = np.tanh(self.data)
-        return Tensor._op(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
+        return Tensor.from_op(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
 
     def sigmoid(self):
         out = 0.5 * (1.0 + np.tanh(0.5 * self.data))  # = 1 / (1 + exp(-x)), with no exp to overflow
-        return Tensor._op(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
+        return Tensor.from_op(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
 
     def relu(self):
         a = self.data
-        return Tensor._op(np.maximum(a, 0), (self,), lambda g: (g * (a > 0),), "relu")
+        return Tensor.from_op(np.maximum(a, 0), (self,), lambda g: (g * (a > 0),), "relu")
 
     def sqrt(self):
         out = np.sqrt(self.data)
-        return Tensor._op(out, (self,), lambda g: (g / (2 * out),), "sqrt")
+        return Tensor.from_op(out, (self,), lambda g: (g / (2 * out),), "sqrt")

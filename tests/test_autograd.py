@@ -128,7 +128,7 @@ def test_gradcheck_catches_a_wrong_backward():
     x = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
 
     def wrong_square(t):
-        return Tensor._op(t.data ** 2, (t,), lambda g: (g * t.data,), "wrong_square")  # should be 2 * t
+        return Tensor.from_op(t.data ** 2, (t,), lambda g: (g * t.data,), "wrong_square")  # should be 2 * t
 
     with pytest.raises(nanograd.GradcheckError, match=r"3 of 3 .*worst is input 0"):
         gradcheck(wrong_square, [x])

@@ -96,11 +96,11 @@ def test_one_layer_gpt_loss(tmp_path):
     assert {"attention", "cross_entropy", "layer_norm", "linear", "gelu", "embedding"} <= ops
     assert {"attention", "cross_entropy", "layer_norm", "gelu"} <= set(texts)
     assert "transformer.h.0.attn." in texts and "c_attn.weight" in texts  # long names wrap at a dot
-    # Chains of shape ops become one small box each: reshape·transpose into heads, one getitem each for
-    # q, k and v (the chain branches there), and transpose·reshape putting the heads back together.
-    shape_ops = sum(t.op in ("reshape", "transpose", "getitem") for t in g.nodes)
-    assert shape_ops == 7 and len(rects) == len(g.nodes) - 7 + 5
-    assert "reshape·transpose" in texts and "transpose·reshape" in texts
+    # Chains of shape ops become one small box each: reshape·transpose·unbind into heads, one unbind piece each
+    # for q, k and v (the chain branches there), and transpose·reshape putting the heads back together.
+    shape_ops = sum(t.op in ("reshape", "transpose", "unbind") for t in g.nodes)
+    assert shape_ops == 8 and len(rects) == len(g.nodes) - 8 + 5
+    assert "reshape·transpose·" in texts and "unbind" in texts and "transpose·reshape" in texts
     assert inside_view_box(root, rects)
     _, rects, _ = parse(g.draw(tmp_path / "full.svg", collapse=False))
     assert len(rects) == len(g.nodes)

@@ -142,7 +142,7 @@ def test_attention_shape_errors():
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.integers(0, 9))
 def test_attention_on_head_views_of_qkv(batch, n_head, seq_len, head_size, seed):
     """As gpt/model.py calls it: q, k, v and their heads cut from one (B, T, 3C) tensor by one reshape and one
-    transpose, then unpacked (views all the way). The fused op equals the written-out composite (scores,
+    transpose, then unbound (views all the way). The fused op equals the written-out composite (scores,
     causal mask by masked_fill, softmax, @ v), in value and in gradient (float64)."""
     rng = np.random.default_rng(seed)
     width = n_head * head_size
@@ -150,8 +150,7 @@ def test_attention_on_head_views_of_qkv(batch, n_head, seq_len, head_size, seed)
 
     def heads(t):
         """q, k, v, each (B, nh, T, hs)."""
-        q, k, v = t.reshape(batch, seq_len, 3, n_head, head_size).transpose(2, 0, 3, 1, 4)
-        return q, k, v
+        return t.reshape(batch, seq_len, 3, n_head, head_size).transpose(2, 0, 3, 1, 4).unbind(0)
 
     def attend(t, attention):
         return attention(*heads(t)).transpose(0, 2, 1, 3).reshape(batch, seq_len, width)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nanograd.functional as F
-from nanograd import Tensor, nn, optim
+from nanograd import Tensor, is_grad_enabled, nn, optim
 
 
 class TwoLayer(nn.Module):
@@ -60,6 +60,36 @@ def test_train_eval_and_to_dtype():
     assert all(p.dtype == np.float64 for p in model.parameters())
 
 
+def test_evaluating_is_eval_and_no_grad_then_restores_the_modes():
+    model = TwoLayer(np.random.default_rng(0))
+    x = Tensor(np.ones((3, 2), np.float32))
+    with model.evaluating() as inside:
+        assert inside is model and not any(m.training for _, m in model.named_modules())
+        out = model(x)
+        assert not out.requires_grad and out._parents == ()  # no graph was recorded
+    assert all(m.training for _, m in model.named_modules()) and is_grad_enabled()
+    assert model(x).requires_grad
+    model.eval()
+    with model.evaluating():
+        pass
+    assert not any(m.training for _, m in model.named_modules())  # eval before, eval after
+
+
+def test_evaluating_restores_the_modes_after_an_exception_and_when_nested():
+    model = TwoLayer(np.random.default_rng(0))
+    model.blocks.eval()  # a mix: each module gets its own flag back, not the top module's
+    with pytest.raises(RuntimeError, match="inside"):
+        with model.evaluating():
+            raise RuntimeError("inside")
+    assert model.training and model.fc.training and not model.blocks.training and not model.blocks[1].training
+    assert is_grad_enabled()
+    with model.evaluating():
+        with model.blocks.evaluating():
+            assert not is_grad_enabled()
+        assert not model.training and not model.blocks[1].training and not is_grad_enabled()  # still the outer's
+    assert model.training and not model.blocks[1].training and is_grad_enabled()
+
+
 def adamw_reference(p, grads, lr, betas, eps, wd):
     """torch.optim.AdamW's update, written out step by step."""
     m = np.zeros_like(p)
@@ -107,43 +137,80 @@ def test_optimizer_state_dict_resumes_exactly():
     assert np.array_equal(run(split=2), run(split=None))
 
 
-def test_adamw_flat_group_equals_per_parameter_updates():
-    """AdamW keeps each group's parameters as views into one flat array, gathers their gradients into one and
-    updates the group with a single adamw_step. A twin model whose parameters were replaced after the
-    optimizer took them (as model.to(dtype) does) gets per-parameter updates instead; the two must stay
-    bit-identical, also across a step where one parameter gets no gradient, and a state_dict round trip."""
-    def make():
-        model = TwoLayer(np.random.default_rng(3))
-        return model, model.parameters()
+def two_layer_gradients(model, x, step):
+    """Fresh gradients for model's parameters on x; at step 2 the first parameter gets none."""
+    model.zero_grad()
+    (model(Tensor(x)) ** 2).mean().backward()
+    if step == 2:
+        model.parameters()[0].grad = None
 
-    flat_model, flat_params = make()
-    twin_model, twin_params = make()
-    flat_opt = optim.AdamW(flat_params, lr=0.01, weight_decay=0.1)
-    twin_opt = optim.AdamW(twin_params, lr=0.01, weight_decay=0.1)
+
+def test_adamw_never_rebinds_parameters():
+    """Plain AdamW updates each parameter's own array in place: .data stays the array the model made."""
+    model = TwoLayer(np.random.default_rng(3))
+    arrays = [p.data for p in model.parameters()]
+    opt = optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    x = np.random.default_rng(4).standard_normal((8, 2)).astype(np.float32)
+    for step in range(4):
+        two_layer_gradients(model, x, step)
+        opt.step()
+        if step == 1:
+            opt.load_state_dict(opt.state_dict())
+    assert all(p.data is a and a.base is None for p, a in zip(model.parameters(), arrays))
+
+
+def test_flat_adamw_equals_adamw():
+    """FlatAdamW keeps each group's parameters as views into one flat array, gathers their gradients into one and
+    updates the group with a single adamw_step. It must stay bit-identical to AdamW, also across a step where one
+    parameter gets no gradient (the per-parameter path), a state_dict round trip, and a parameter whose .data is
+    rebound after the optimizer took it (as model.to(dtype) does): that array is the one updated from then on."""
+    def make(kind):
+        model = TwoLayer(np.random.default_rng(3))
+        return model, kind(model.parameters(), lr=0.01, weight_decay=0.1)
+
+    (flat_model, flat_opt), (plain_model, plain_opt) = make(optim.FlatAdamW), make(optim.AdamW)
+    rebound_model, rebound_opt = make(optim.FlatAdamW)
+    flat_params, rebound = flat_model.parameters(), rebound_model.parameters()[1]
     flat_storage = flat_params[0].data.base
     assert flat_storage is not None and all(p.data.base is flat_storage for p in flat_params)
-    for p in twin_params:
-        p.data = p.data.copy()  # no longer a view into the twin's flat array: the per-parameter path
+    rebound.data = rebound.data.copy()  # its group leaves the flat path: the new array must be the one updated
     x = np.random.default_rng(4).standard_normal((8, 2)).astype(np.float32)
     for step in range(5):
-        flat_opt.zero_grad()
-        (flat_model(Tensor(x)) ** 2).mean().backward()
-        if step == 2:  # one parameter without a gradient: both take the per-parameter path
-            flat_params[0].grad = None
-        for p, twin in zip(flat_params, twin_params):
-            twin.grad = None if p.grad is None else p.grad.copy()
+        for model in (flat_model, plain_model, rebound_model):
+            two_layer_gradients(model, x, step)
         if step == 3:
             state = flat_opt.state_dict()
-            flat_opt = optim.AdamW(flat_params, lr=0.01, weight_decay=0.1)
+            flat_opt = optim.FlatAdamW(flat_params, lr=0.01, weight_decay=0.1)
             flat_opt.load_state_dict(state)
-        flat_opt.step()
-        twin_opt.step()
-        if step < 2:  # the flat path ran: the moments are views into one array too, not one array each
+        for opt in (flat_opt, plain_opt, rebound_opt):
+            opt.step()
+        if step < 2:  # the flat path ran (after step 2 the step counts differ): the moments are views into one array
             moments = {id(flat_opt.state[id(p)]["exp_avg"].base) for p in flat_params}
             assert len(moments) == 1 and flat_opt.state[id(flat_params[0])]["exp_avg"].base is not None
-        assert all(twin_opt.state[id(p)]["exp_avg"].base is None for p in twin_params)
-        for p, twin in zip(flat_params, twin_params):
-            assert np.array_equal(p.data, twin.data)
+        for model in (flat_model, rebound_model):
+            for p, want in zip(model.parameters(), plain_model.parameters()):
+                assert np.array_equal(p.data, want.data)
+
+
+@pytest.mark.parametrize("writer, reader", [(optim.AdamW, optim.FlatAdamW), (optim.FlatAdamW, optim.AdamW)])
+def test_adamw_checkpoints_load_into_flat_adamw_and_back(writer, reader):
+    """One state_dict format: a run resumed with the other optimizer continues bit-identically."""
+    x = np.random.default_rng(4).standard_normal((8, 2)).astype(np.float32)
+
+    def run(resume_with):
+        model = TwoLayer(np.random.default_rng(3))
+        opt = writer(model.parameters(), lr=0.01, betas=(0.9, 0.95), weight_decay=0.1)
+        for step in range(6):
+            if step == 3 and resume_with is not None:
+                state = opt.state_dict()
+                opt = resume_with(model.parameters(), lr=0.01, betas=(0.9, 0.95), weight_decay=0.1)
+                opt.load_state_dict(state)
+            two_layer_gradients(model, x, step)
+            opt.step()
+        return [p.data.copy() for p in model.parameters()]
+
+    for resumed, straight in zip(run(reader), run(None)):
+        assert np.array_equal(resumed, straight)
 
 
 def test_sgd_momentum_matches_hand_computed_update():

@@ -6,6 +6,7 @@ difference's truncation error is O(eps^2 f''') ~ 1e-12 and its rounding error ~1
 orders of magnitude to spare and a wrong one (errors of order |grad|) fails.
 """
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -156,25 +157,36 @@ def test_cat_stack_where(a, b, c):
     assert check(lambda x, y: nanograd.where(condition, x, y) * a, a, b)
 
 
-@given(arrays(st.just((3, 2, 4))), st.sampled_from([(0, 1, 2), (1, 0, 2), (2, 0, 1)]))
-def test_unpacking_yields_rows(a, perm):
-    """Iterating a Tensor gives its rows along the first axis (`q, k, v = t`), each a view with its own
-    gradient, as iterating an ndarray does."""
+@given(arrays(st.just((3, 2, 4))), st.sampled_from([(0, 1, 2), (1, 0, 2), (2, 0, 1)]), st.sampled_from([0, 1, -1]))
+def test_unbind_yields_views_and_stacks_their_gradients_back(a, perm, axis):
+    """unbind(axis) gives x's slices along axis (`q, k, v = qkv.unbind(0)`), each a view into x's data as
+    x[i] is; backward stacks their gradients back, zeros for a piece that got none."""
     x = leaf(a).transpose(*perm)
-    rows = list(x)
-    assert len(rows) == x.shape[0]
-    for row, want in zip(rows, a.transpose(perm)):
-        assert np.array_equal(row.data, want) and np.shares_memory(row.data, x.data)
-    weights = [np.arange(r.size, dtype=np.float64).reshape(r.shape) + i for i, r in enumerate(rows)]
-    assert check(lambda t: nanograd.stack([r * w for r, w in zip(t.transpose(*perm), weights)]), a)
-    assert check(lambda t: list(t.transpose(*perm))[-1] * 2.0, a)  # unused rows get zero gradient
+    pieces = x.unbind(axis)
+    want = np.moveaxis(a.transpose(perm), axis, 0)
+    assert isinstance(pieces, tuple) and len(pieces) == len(want)
+    for piece, w in zip(pieces, want):
+        assert np.array_equal(piece.data, w) and np.shares_memory(piece.data, x.data)
+    weights = [np.arange(w.size, dtype=np.float64).reshape(w.shape) + i for i, w in enumerate(want)]
+    assert check(lambda t: nanograd.stack([p * w for p, w in zip(t.transpose(*perm).unbind(axis), weights)]), a)
+    assert check(lambda t: t.transpose(*perm).unbind(axis)[-1] * 2.0, a)  # the other pieces get zero gradient
+    # A piece used twice, and x used beside its pieces: their gradients add up.
+    assert check(lambda t: t.unbind(axis)[0] * t.unbind(axis)[0] + t.sum(axis=axis) * t.unbind(axis)[1], a)
+
+
+def test_a_tensor_is_not_iterable():
+    """Unpacking says what it does (`a, b = t.unbind(0)`) instead of building a getitem per row unseen."""
+    with pytest.raises(TypeError, match=r"\.unbind\(axis\)"):
+        a, b = leaf(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="not iterable"):
+        list(leaf(np.zeros(4)))
 
 
 @given(arrays((3, 4)), arrays((3, 4)), st.sampled_from([0, (slice(None), 1), (np.array([0, 2, 0]),), np.s_[1:]]))
 def test_gradients_of_indexing_are_added_without_touching_shared_arrays(a, d, index):
-    """`+` hands one gradient array to both inputs, and indexing's gradient (an IndexedGrad) is added into
-    a part of its input's gradient: the two meet in b and e, whose gradients must become sums of their own,
-    leaving the shared array untouched. gradcheck sees any such mix-up as a wrong gradient."""
+    """`+` hands one gradient array to both inputs, and indexing hands each of b and e a gradient that is zero
+    outside the indexed part: the two meet in b and e, whose gradients must become sums of their own, leaving
+    the shared array untouched. gradcheck sees any such mix-up as a wrong gradient."""
     def f(a, d):
         b, e = a * 2.0, d * 1.5
         c = b + e            # b and e receive the same gradient array

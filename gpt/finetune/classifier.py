@@ -71,13 +71,13 @@ class Classifier(nn.Module):
                 param.grad = None
 
     def configure_optimizer(self, lr, lr_decay=ULMFIT_LR_DECAY, weight_decay=0.01, betas=(0.9, 0.99)):
-        """AdamW with one parameter group per layer group: the head learns at `lr`, each group below at
+        """FlatAdamW with one parameter group per layer group: the head learns at `lr`, each group below at
         `lr_decay` times less (lr_decay=1 gives every parameter the same rate)."""
         groups = [
             {"params": params, "lr": lr / lr_decay**depth}
             for depth, params in enumerate(self.layer_groups())
         ]
-        return optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+        return optim.FlatAdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 class GPTClassifier(Classifier):
