@@ -1,7 +1,7 @@
 """Instruction fine-tuning: train a GPT on encoded instruction records (gpt/finetune/instruction_data.py), stop early on a
 validation split, and save / load the result as an ordinary checkpoint.
 
-The step is the pretraining step (gpt/train/trainer.py) on other batches: a random batch of records padded to its
+The step is the pretraining step (gpt/train/loop.py) on other batches: a random batch of records padded to its
 longest, AdamW (weight decay on 2-D weights only), gradient clipping, a learning rate that warms up and
 decays on a cosine, here from a small peak (a fine-tune should adjust the pretrained weights, not
 overwrite them). Every `eval_every` steps the mean response loss on the validation records is measured, and

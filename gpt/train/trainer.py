@@ -4,7 +4,8 @@ From code: `Trainer(TrainConfig(max_iters=100)).train()`; from the command line:
 (gpt/train/cli.py).
 
 Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
-with a learning rate that warms up linearly and then follows a cosine down to `min_lr`. Every
+(gpt/train/loop.py, the step the fine-tunes take too) with a learning rate that warms up linearly and then
+follows a cosine down to `min_lr`. Every
 `eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
