@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import nanograd.functional as F
+from gpt.train.loop import EarlyStopping, optimizer_step
 from nanograd import Tensor, nn, no_grad, optim
 
 ULMFIT_LR_DECAY = 2.6
@@ -183,37 +184,30 @@ def fit(clf, optimizer, train, val, steps, batch_size, eval_every, rng, unfreeze
     n_groups = len(clf.layer_groups())
     clf.set_trainable(1 if unfreeze_every else n_groups)
     clf.train()
-    result, losses, best_state = FitResult(0, -1.0, float("inf")), [], None
     start_rates = [group["lr"] for group in optimizer.param_groups]
+    stopper = EarlyStopping(clf, steps, eval_every)
+
+    def batch_loss():
+        batch = rng.choice(len(train_labels), size=min(batch_size, len(train_labels)), replace=False)
+        return clf(train_ids[batch], train_labels[batch])[1]
 
     def evaluate(step):
-        nonlocal best_state
         predicted, val_loss = clf.evaluate(*val)
         val_accuracy = float(np.mean(predicted == val[1]))
-        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"), val_accuracy))
-        losses.clear()
         if on_eval is not None:
             on_eval(step)
-        if (val_accuracy, -val_loss) > (result.best_val_accuracy, -result.best_val_loss):
-            result.best_step, result.best_val_accuracy, result.best_val_loss = step, val_accuracy, val_loss
-            best_state = {name: array.copy() for name, array in clf.state_dict().items()}
+        stopper.record(step, (val_accuracy, -val_loss), val_accuracy)
 
     evaluate(0)
     for step in range(1, steps + 1):
         if unfreeze_every and (step - 1) % unfreeze_every == 0:
             clf.set_trainable(min(1 + (step - 1) // unfreeze_every, n_groups))
-        if schedule is not None:
-            for group, rate in zip(optimizer.param_groups, start_rates):
-                group["lr"] = rate * schedule(step - 1)
-        batch = rng.choice(len(train_labels), size=min(batch_size, len(train_labels)), replace=False)
-        optimizer.zero_grad()
-        _, loss = clf(train_ids[batch], train_labels[batch])
-        loss.backward()
-        optim.clip_grad_norm_(clf.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % eval_every == 0 or step == steps:
+        scale = 1.0 if schedule is None else schedule(step - 1)
+        loss, _ = optimizer_step(clf, optimizer, [rate * scale for rate in start_rates], batch_loss)
+        stopper.train_losses.append(loss)
+        if stopper.due(step):
             evaluate(step)
-    clf.load_state_dict(best_state)
+    stopper.restore()
     clf.set_trainable(n_groups)
-    return result
+    best_val_accuracy, best_neg_loss = stopper.best_score
+    return FitResult(stopper.best_step, best_val_accuracy, -best_neg_loss, stopper.curve)

@@ -1,7 +1,7 @@
 """Instruction fine-tuning: train a GPT on encoded instruction records (gpt/finetune/instruction_data.py), stop early on a
 validation split, and save / load the result as an ordinary checkpoint.
 
-The step is the pretraining step (gpt/train/trainer.py) on other batches: a random batch of records padded to its
+The step is the pretraining step (gpt/train/loop.py) on other batches: a random batch of records padded to its
 longest, AdamW (weight decay on 2-D weights only), gradient clipping, a learning rate that warms up and
 decays on a cosine, here from a small peak (a fine-tune should adjust the pretrained weights, not
 overwrite them). Every `eval_every` steps the mean response loss on the validation records is measured, and
@@ -13,11 +13,10 @@ A fine-tuned checkpoint is a trainer checkpoint (gpt/storage/checkpoint.py) whos
 import dataclasses
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from gpt.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.finetune.instruction_data import IGNORE, InstructVocab, collate, grow_token_embeddings
 from gpt.model import GPTConfig
+from gpt.train.loop import EarlyStopping, optimizer_step
 from nanograd import no_grad, optim
 from tokenizer.progress import progress as progress_bar
 
@@ -53,40 +52,29 @@ def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=5
     validation response loss. mask_prompt=False also trains on the prompt tokens. `progress` is a --progress
     flag's value (tokenizer/progress.py: None picks by the terminal). Returns a TuneResult."""
     optimizer = model.configure_optimizers(weight_decay, lr, (0.9, 0.99))
-    result, losses, best_state, stale = TuneResult(0, float("inf")), [], None, 0
+    stopper = EarlyStopping(model, steps, eval_every, patience)
     model.train()
 
-    def evaluate(step):
-        nonlocal best_state, stale
+    def batch_loss():
+        batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
+        return model(*collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt))[1]
+
+    def evaluate(step):  # True when training should stop
         val_loss = response_loss(model, val)
-        result.curve.append((step, float(np.mean(losses)) if losses else float("nan"), val_loss))
-        losses.clear()
-        if val_loss < result.best_val_loss:
-            result.best_step, result.best_val_loss, stale = step, val_loss, 0
-            best_state = {name: array.copy() for name, array in model.state_dict().items()}
-        else:
-            stale += 1
-        return patience is not None and stale >= patience
+        return stopper.record(step, -val_loss, val_loss)
 
     evaluate(0)
     with progress_bar(steps, progress, leave=False) as bar:
         for step in range(1, steps + 1):
-            for group in optimizer.param_groups:
-                group["lr"] = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
-            batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
-            x, y = collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt)
-            optimizer.zero_grad()
-            _, loss = model(x, y)
-            loss.backward()
-            optim.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            rate = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
+            loss, _ = optimizer_step(model, optimizer, rate, batch_loss)
+            stopper.train_losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.4f}")
             bar.update()
-            if (step % eval_every == 0 or step == steps) and evaluate(step):
+            if stopper.due(step) and evaluate(step):
                 break
-    model.load_state_dict(best_state)
-    return result
+    stopper.restore()
+    return TuneResult(stopper.best_step, -stopper.best_score, stopper.curve)
 
 
 def save_instruct_checkpoint(path, model, vocab, tokenizer_file, step, extra=None):

@@ -4,7 +4,8 @@ From code: `Trainer(TrainConfig(max_iters=100)).train()`; from the command line:
 (gpt/train/cli.py).
 
 Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
-with a learning rate that warms up linearly and then follows a cosine down to `min_lr`. Every
+(gpt/train/loop.py, the step the fine-tunes take too) with a learning rate that warms up linearly and then
+follows a cosine down to `min_lr`. Every
 `eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
@@ -33,7 +34,7 @@ import nanograd
 from nanograd import no_grad, optim
 from gpt import families
 from gpt.checks import check_settings
-from gpt.train import data, distributed, interrupt, resume
+from gpt.train import data, distributed, interrupt, loop, resume
 from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gpt.storage.atomic import write_atomic
 from gpt.train.outdir_lock import OutDirLock
@@ -238,25 +239,22 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns (mean training loss, learning rate)."""
         c = self.config
         lr = self.learning_rate(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad()
-        total = 0.0
-        for _ in range(c.grad_accum):
-            batch = data.get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.rng)
-            _, loss = self.model(*self._local(batch))
-            # Dividing by grad_accum makes the summed gradients those of the mean over all micro-batches.
-            (loss / c.grad_accum).backward()
-            total += loss.item() / c.grad_accum
-        # Checked after the allreduce, so that every rank sees the same loss and stops at the same step.
-        total = self.world.average_gradients(self.model.parameters(), total)
-        self._check_finite("training loss", total)
-        if c.grad_clip > 0:
-            norm = optim.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        loss, norm = loop.optimizer_step(self.model, self.optimizer, lr, self._batch_loss, c.grad_accum, c.grad_clip,
+                                         after_backward=self._average_over_ranks)
+        if norm is not None:  # checked after the step: it spoils the weights in memory, never the last checkpoint
             self._check_finite("gradient norm", norm)
-        self.optimizer.step()
         self.step += 1
-        return total, lr
+        return loss, lr
+
+    def _batch_loss(self):  # the loss on this rank's slice of a fresh global batch
+        batch = data.get_batch(self.data.train, self.config.batch_size, self.model.config.block_size, self.rng)
+        return self.model(*self._local(batch))[1]
+
+    def _average_over_ranks(self, loss):  # between backward and clipping: the global batch's gradients and loss
+        loss = self.world.average_gradients(self.model.parameters(), loss)
+        # Checked after the allreduce, so that every rank sees the same loss and stops at the same step.
+        self._check_finite("training loss", loss)
+        return loss
 
     def _check_finite(self, what, value):
         if not math.isfinite(value):
