@@ -221,3 +221,18 @@ def test_paths_and_links_the_docs_name_exist():
             if "://" not in link and not (path.parent / link).exists():
                 missing.append(f"{path.name}: link {link}")
     assert not missing, "the docs name files that do not exist:\n" + "\n".join(missing)
+
+
+def test_flags_named_in_the_prose_exist():
+    """A flag written in backticks anywhere in the docs (`--resume`, `--ranks`, ...) is some program's flag."""
+    programs = {_program(_argv(cmd)) for _, cmd in _bash_commands() + _inline_commands()
+                if _how(cmd)[1] in ("help", "tiny")}
+    known = "\n".join(_help(program) for program in sorted(programs))
+    missing = []
+    for path in DOCS:
+        prose = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for span in re.findall(r"`([^`]+)`", prose):
+            for flag in (w.split("=")[0] for w in span.split() if w.startswith("--")):
+                if not re.search(rf"{re.escape(flag)}\b", known):
+                    missing.append(f"{path.name}: {flag}")
+    assert not missing, "flags the docs name that no program has (renamed?):\n" + "\n".join(sorted(set(missing)))
