@@ -7,8 +7,8 @@
 - Commands written inline in the prose (`python ...` in backticks) get the same flag check when a row covers
   them; an inline command with `...` in place of its script is left alone.
 - Every ```python block of README.md runs, in a fresh namespace, in a temporary directory.
-- Every file path the docs name in backticks (nanograd/..., gpt/..., examples/..., tests/...) and every
-  relative link must exist.
+- Every file path the docs name in backticks (nanograd/..., gpt/..., examples/..., tests/...), every relative
+  link, every name in README's map of the folders, and every flag the prose names must exist.
 """
 import importlib.util
 import os
@@ -236,3 +236,25 @@ def test_flags_named_in_the_prose_exist():
                 if not re.search(rf"{re.escape(flag)}\b", known):
                     missing.append(f"{path.name}: {flag}")
     assert not missing, "flags the docs name that no program has (renamed?):\n" + "\n".join(sorted(set(missing)))
+
+
+def test_the_folder_map_names_files_that_exist():
+    """README's map of the folders: each name in its first column (a top-level folder, or a file or folder
+    of the last top-level one above it, indented) exists."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Folders", 1)[1]
+    block = re.search(r"^```\n(.*?)^```", section, flags=re.S | re.M).group(1)
+    top, missing = None, []
+    for line in block.splitlines():
+        first = re.split(r"\s{2,}", line.strip())[0]
+        if not line.strip() or len(line) - len(line.lstrip()) > 2:  # blank, or a description's second line
+            continue
+        names = [n.strip() for n in first.split(",") if re.fullmatch(r"[\w.]+/?", n.strip())]
+        if not line.startswith(" "):
+            top = names[0] if names else top
+            base = ROOT
+        else:
+            base = ROOT / top
+        missing += [str((base / n).relative_to(ROOT)) for n in names if not (base / n).exists()]
+    assert top, "README's map of the folders not found"
+    assert not missing, "README's map of the folders names what does not exist: " + ", ".join(missing)
