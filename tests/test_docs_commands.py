@@ -6,7 +6,7 @@
   that help, so renaming a module or a flag that the docs name fails here.
 - Commands written inline in the prose (`python ...` in backticks) get the same flag check when a row covers
   them; an inline command with `...` in place of its script is left alone.
-- Every ```python block of README.md runs, in a fresh namespace, in a temporary directory.
+- Every ```python block of README.md (and of docs/*.md) runs, in a fresh namespace, in a temporary directory.
 - Every file path the docs name in backticks (nanograd/..., gpt/..., examples/..., tests/...), every relative
   link, every name in README's map of the folders, and every flag the prose names must exist.
 """
@@ -201,12 +201,16 @@ def test_inline_command_flags(where, cmd):
         _check_module(cmd)
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
-    blocks = _fenced(ROOT / "README.md", "python")
-    assert blocks, "README.md has no python block"
+@pytest.mark.parametrize("page", [p for p in DOCS if _fenced(p, "python")], ids=lambda p: p.name)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    """README's python block (and any other page's), each in a fresh namespace."""
     monkeypatch.chdir(tmp_path)
-    for block in blocks:
-        exec(compile(block, "README.md (python block)", "exec"), {"__name__": "__readme__"})
+    for block in _fenced(page, "python"):
+        exec(compile(block, f"{page.name} (python block)", "exec"), {"__name__": "__docs__"})
+
+
+def test_readme_has_a_python_block():
+    assert _fenced(ROOT / "README.md", "python"), "README.md has no python block"
 
 
 def test_paths_and_links_the_docs_name_exist():
