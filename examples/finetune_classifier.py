@@ -40,7 +40,7 @@ step counts on the same text; for genre, --more-pretraining N adds, per fold, th
 steps more on the unlabelled plays and that fold's training plays. The language-model loss of each budget on
 the test text is reported beside the curve. Every trained classifier is cached.
 
-Measured figures, with the commands that give them, are in README.md ("Pretrained weights and fine-tuning").
+Measured figures, with the commands that give them, are in docs/finetuning.md.
 """
 import argparse
 import sys

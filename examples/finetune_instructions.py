@@ -23,7 +23,7 @@ independent evidence), the paired differences fine-tuned minus untuned and minus
 bar chart in --out-dir, and a few fine-tuned answers, right and wrong, generated token by token. First, a probe:
 how many next speakers and next lines the pretrained model gets right continuing the text in its own format.
 
-Measured with the defaults (README, "Instruction fine-tuning", has the table): exact match over 676 test
+Measured with the defaults (docs/instruction-tuning.md has the table): exact match over 676 test
 records, untuned 0.000 (also 0 of 676 with its first line taken as its answer), fine-tuned 0.123, fine-tuned
 unmasked 0.093, from scratch 0.104; fine-tuned minus from scratch +0.019 (95% interval +0.007 to +0.033), on
 the knowledge families +0.017 (0.000 to +0.037). The probe: 1 of 100 next speakers, 0 of 100 next lines.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 # OpenBLAS reads this once, when NumPy loads it, so only a program's entry can set it, before any import: its
 # idle threads then go to sleep almost at once instead of spinning on the cores that the next numba kernel,
-# or another program, needs (benchmarks/run.py with and without it: README, Benchmarks).
+# or another program, needs (benchmarks/run.py with and without it: docs/benchmarks.md).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 

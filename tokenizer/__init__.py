@@ -9,7 +9,7 @@
 
 Both tokenizers share `vocab_size`, `encode`, `decode`, `save` and `load` (see base.Tokenizer).
 
-Reading order (the README's too):
+Reading order (docs/tokenizer.md's too):
 1. patterns.py: the split patterns, which cut text into pieces before BPE runs;
 2. reference.py: BPE in plain Python, the reading path: split, merge a piece, decode, train;
 3. bpe.py: `BPETokenizer`, the API: training, encoding with special tokens, decoding, files;
