@@ -59,6 +59,7 @@ from gpt.storage.gpt2_folders import load_pretrained  # noqa: E402
 from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt import load_model  # noqa: E402
 from gpt.experiments import genre_runs  # noqa: E402
+from gpt.experiments.genre_runs import parse_with_tiny  # noqa: E402
 from gpt.experiments.speaker_task import N_CHARACTERS, PASSAGE_TOKENS, SpeakerTask, class_counts, labelled_pool  # noqa: E402
 from gpt.experiments.transfer import (CLASSES, PlayTokens, bootstrap_by_group, curve_passages, encodable,  # noqa: E402
                           make_folds, play_text, sample_passages, split_validation, summarise_curve,
@@ -222,6 +223,7 @@ def plot_curves(curves, levels, path):
     ax.set(xlabel="step", ylabel=f"held-out accuracy (mean of {len(curves)} folds)", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path)
 
 
@@ -329,14 +331,8 @@ def _counts(text):
 
 def parse_args(argv=None):
     parser = build_arg_parser()
-    args = parser.parse_args(argv)
-    if args.tiny:
-        parser.set_defaults(**TINY)
-        args = parser.parse_args(argv)  # explicit flags still win over the tiny settings
-    for name in ("pretrain_iters", "steps", "batch_size", "eval_every", "unfreeze_every", "train_passages",
-                 "test_passages"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args = parse_with_tiny(parser, argv, TINY, ("pretrain_iters", "steps", "batch_size", "eval_every",
+                                                "unfreeze_every", "train_passages", "test_passages"))
     speaker = args.task == "speaker"
     args.out_dir = args.out_dir or ("out/finetune-speaker" if speaker else "out/finetune")
     args.label_counts = args.label_counts or ([16, 32, 100, 300, 1000] if speaker else [10, 30, 100, 300, 1000])

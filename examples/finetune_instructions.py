@@ -52,7 +52,7 @@ from gpt.experiments.play_instructions import FAMILIES, KNOWLEDGE, READING, fami
 from gpt.experiments.pretrain_cache import pretrain_key, train_cached  # noqa: E402
 from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt import load_model  # noqa: E402
-from gpt.experiments.genre_runs import add_pretraining_flags, pretrain_config  # noqa: E402
+from gpt.experiments.genre_runs import add_pretraining_flags, parse_with_tiny, pretrain_config  # noqa: E402
 import nanograd  # noqa: E402
 from tokenizer.progress import add_progress_flag  # noqa: E402
 
@@ -227,15 +227,8 @@ def build_arg_parser():
 
 def parse_args(argv=None):
     parser = build_arg_parser()
-    args = parser.parse_args(argv)
-    if args.tiny:
-        parser.set_defaults(**TINY)
-        args = parser.parse_args(argv)  # explicit flags still win over the tiny settings
-    for name in ("pretrain_iters", "steps", "batch_size", "eval_every", "patience", "train_records",
-                 "val_records", "test_records"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    return parse_with_tiny(parser, argv, TINY, ("pretrain_iters", "steps", "batch_size", "eval_every", "patience",
+                                                "train_records", "val_records", "test_records"))
 
 
 def main(argv=None):

@@ -46,7 +46,7 @@ from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt import load_model  # noqa: E402
 from gpt.experiments.transfer import CLASSES, PlayTokens, bootstrap_by_group, make_folds  # noqa: E402
 from gpt.experiments.genre_runs import (add_classifier_flags, add_pretraining_flags, fold_passages, pretrain_config,  # noqa: E402
-                               pretrain_on_unlabelled, unlabelled_text)
+                               parse_with_tiny, pretrain_on_unlabelled, unlabelled_text)
 from tokenizer.progress import add_progress_flag  # noqa: E402
 
 METHODS = ("GPT fine-tuned", "GPT from scratch", "LSTM fine-tuned", "LSTM from scratch")
@@ -202,13 +202,8 @@ def build_arg_parser():
 
 def parse_args(argv=None):
     parser = build_arg_parser()
-    args = parser.parse_args(argv)
-    if args.tiny:
-        parser.set_defaults(**TINY)
-        args = parser.parse_args(argv)  # explicit flags still win over the tiny settings
-    for name in ("pretrain_iters", "steps", "batch_size", "eval_every", "unfreeze_every", "test_passages"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args = parse_with_tiny(parser, argv, TINY, ("pretrain_iters", "steps", "batch_size", "eval_every",
+                                                "unfreeze_every", "test_passages"))
     if args.train_passages < 2 * len(CLASSES):
         parser.error(f"--train-passages must be at least {2 * len(CLASSES)}: a few to train on, a few to validate")
     if not 1 <= args.passage_tokens <= args.block_size:

@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from gpt.storage.figures import pyplot, save_png
-from nanograd import no_grad
 
 
 def attention_maps(model, idx):
@@ -25,18 +24,15 @@ def attention_maps(model, idx):
     idx = idx[:, -model.config.block_size:]
     attns = [block.attn for block in model.transformer.h]
     saved = [(attn.fused, attn.att) for attn in attns]
-    was_training = model.training
     try:
         for attn in attns:
             attn.fused = False
-        model.eval()  # no dropout on the weights
-        with no_grad():
+        with model.evaluating():  # no dropout on the weights
             model(idx)
         return np.stack([attn.att[0] for attn in attns]).astype(np.float32)  # (n_layer, n_head, T, T)
     finally:
         for attn, (fused, att) in zip(attns, saved):
             attn.fused, attn.att = fused, att
-        model.train(was_training)
 
 
 def _visible(text):

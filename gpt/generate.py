@@ -120,6 +120,8 @@ def generate_stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top
     block_size = model.config.block_size
     rng = np.random.default_rng(seed)
     cache = model.new_cache(context.shape[0])  # a KVCache for the GPT, each layer's (h, c) for an LSTM
+    # Not `with model.evaluating()`: its no_grad would stay on in the caller between the tokens this generator
+    # yields. Eval mode spans the generation; no_grad is taken per forward, in next_logits.
     was_training = model.training
     model.eval()
     try:

@@ -13,7 +13,8 @@ import numpy as np
 import gpt.generate
 import nanograd.functional as F
 from gpt.checks import check_ids, check_settings, check_targets
-from nanograd import nn, optim
+from nanograd import nn
+from nanograd.flat_adamw import FlatAdamW
 
 
 @dataclass
@@ -40,15 +41,6 @@ class GPTConfig:
         C = self.n_embd
         yield from (("wte.weight", (self.vocab_size, C)), ("wpe.weight", (self.block_size, C)))
         yield from ((f"h.{i}.ln_1.weight", (C,)) for i in range(self.n_layer))
-
-
-def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):
-    """FlatAdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains."""
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return optim.FlatAdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
 class CausalSelfAttention(nn.Module):
@@ -187,6 +179,7 @@ class GPT(nn.Module):
         return self._hidden(self._check_ids(idx))
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
+        """The optimizer of this model's training: configure_adamw below."""
         return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
 
     def new_cache(self, batch_size):
@@ -196,3 +189,14 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
         """idx (B, T) -> (B, T + max_new_tokens): idx followed by sampled ids (see gpt/generate.py)."""
         return gpt.generate.generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed)
+
+
+def configure_adamw(params, weight_decay, learning_rate, betas, eps=1e-8):
+    """AdamW that decays the 2-D weights (matmuls, embeddings) but not biases or LayerNorm gains, as a FlatAdamW
+    (nanograd/flat_adamw.py): building it moves each group's parameters into one array (their .data become
+    views), so each step is one update per group. Shared by the GPT and the LSTM."""
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return FlatAdamW(groups, lr=learning_rate, betas=betas, eps=eps)

@@ -2,7 +2,7 @@
 
 Optimizers update parameters in place from their .grad. Parameters are organised in groups, each
 a dict with its own hyperparameters (GPT decays 2-D weights but not biases or LayerNorm gains).
-FlatAdamW, the same AdamW with one update per group, lives in flat_adamw.py and is exported here.
+FlatAdamW, the same AdamW with one update per group, lives in flat_adamw.py (an opt-in: models ask for it).
 """
 from __future__ import annotations
 
@@ -162,5 +162,3 @@ def cosine_lr(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_
     progress = (step - warmup_steps) / max(decay_steps - warmup_steps, 1)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
-
-from .flat_adamw import FlatAdamW  # noqa: E402, F401  (its own module, found here beside AdamW; it builds on it)

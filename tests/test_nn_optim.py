@@ -6,6 +6,7 @@ import pytest
 
 import nanograd.functional as F
 from nanograd import Tensor, is_grad_enabled, nn, optim
+from nanograd.flat_adamw import FlatAdamW
 
 
 class TwoLayer(nn.Module):
@@ -168,8 +169,8 @@ def test_flat_adamw_equals_adamw():
         model = TwoLayer(np.random.default_rng(3))
         return model, kind(model.parameters(), lr=0.01, weight_decay=0.1)
 
-    (flat_model, flat_opt), (plain_model, plain_opt) = make(optim.FlatAdamW), make(optim.AdamW)
-    rebound_model, rebound_opt = make(optim.FlatAdamW)
+    (flat_model, flat_opt), (plain_model, plain_opt) = make(FlatAdamW), make(optim.AdamW)
+    rebound_model, rebound_opt = make(FlatAdamW)
     flat_params, rebound = flat_model.parameters(), rebound_model.parameters()[1]
     flat_storage = flat_params[0].data.base
     assert flat_storage is not None and all(p.data.base is flat_storage for p in flat_params)
@@ -180,7 +181,7 @@ def test_flat_adamw_equals_adamw():
             two_layer_gradients(model, x, step)
         if step == 3:
             state = flat_opt.state_dict()
-            flat_opt = optim.FlatAdamW(flat_params, lr=0.01, weight_decay=0.1)
+            flat_opt = FlatAdamW(flat_params, lr=0.01, weight_decay=0.1)
             flat_opt.load_state_dict(state)
         for opt in (flat_opt, plain_opt, rebound_opt):
             opt.step()
@@ -192,7 +193,7 @@ def test_flat_adamw_equals_adamw():
                 assert np.array_equal(p.data, want.data)
 
 
-@pytest.mark.parametrize("writer, reader", [(optim.AdamW, optim.FlatAdamW), (optim.FlatAdamW, optim.AdamW)])
+@pytest.mark.parametrize("writer, reader", [(optim.AdamW, FlatAdamW), (FlatAdamW, optim.AdamW)])
 def test_adamw_checkpoints_load_into_flat_adamw_and_back(writer, reader):
     """One state_dict format: a run resumed with the other optimizer continues bit-identically."""
     x = np.random.default_rng(4).standard_normal((8, 2)).astype(np.float32)

@@ -82,3 +82,21 @@ def add_classifier_flags(group):
     group.add_argument("--unfreeze-every", type=int, default=20, help="steps between unfreezing the next group")
     group.add_argument("--scratch-lr", type=float, default=1e-3, help="(peak) learning rate of a from-scratch model")
     group.add_argument("--eval-every", type=int, default=25, help="steps between evaluations")
+
+
+def parse_with_tiny(parser, argv, tiny, counts):
+    """The examples' flags: parse `argv`; under --tiny, the settings `tiny` ({dest: value}) become the defaults
+    and explicit flags still win over them; then each flag in `counts` must be at least 1 (a usage error
+    naming it). `parser` has a --tiny flag of its own.
+
+        args = parse_with_tiny(parser, ["--tiny", "--steps", "5"], dict(steps=2, n_embd=32), ["steps"])
+        # args.steps == 5, args.n_embd == 32
+    """
+    args = parser.parse_args(argv)
+    if args.tiny:
+        parser.set_defaults(**tiny)
+        args = parser.parse_args(argv)
+    for name in counts:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args

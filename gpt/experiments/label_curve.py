@@ -22,7 +22,6 @@ from gpt.finetune.classifier import GPTClassifier, fit
 from gpt.model import GPT
 from gpt.storage.figures import pyplot, save_png
 from gpt.experiments.transfer import split_validation
-import nanograd
 
 CURVE_FORMAT_VERSION = 1  # bump when a change to fit() or the classifier changes what a cached result would be
 SCRATCH = "from scratch"
@@ -140,8 +139,8 @@ def heldout_lm_loss(trunk, streams, windows=32):
         start = rng.integers(0, len(tokens) - block - 1)
         x.append(tokens[start : start + block])
         y.append(tokens[start + 1 : start + block + 1])
-    with nanograd.no_grad():
-        return trunk.eval()(np.stack(x), np.stack(y))[1].item()
+    with trunk.evaluating():
+        return trunk(np.stack(x), np.stack(y))[1].item()
 
 
 def format_curve_table(rows):

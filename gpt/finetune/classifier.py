@@ -22,7 +22,8 @@ import numpy as np
 
 import nanograd.functional as F
 from gpt.train.loop import EarlyStopping, optimizer_step
-from nanograd import Tensor, nn, no_grad, optim
+from nanograd import Tensor, nn
+from nanograd.flat_adamw import FlatAdamW
 
 ULMFIT_LR_DECAY = 2.6
 POOLING = ("mean", "last")
@@ -47,13 +48,8 @@ class Classifier(nn.Module):
 
     def evaluate(self, idx, labels, batch_size=64):
         """(predicted class ids (B,), mean cross-entropy) for passages idx (B, T), in eval mode without a graph."""
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                logits = np.concatenate([self(idx[i : i + batch_size])[0].data for i in range(0, len(idx), batch_size)])
-        finally:
-            self.train(was_training)
+        with self.evaluating():
+            logits = np.concatenate([self(idx[i : i + batch_size])[0].data for i in range(0, len(idx), batch_size)])
         return logits.argmax(axis=-1), F.cross_entropy(Tensor(logits), np.asarray(labels)).item()
 
     def predict(self, idx, batch_size=64):
@@ -78,7 +74,7 @@ class Classifier(nn.Module):
             {"params": params, "lr": lr / lr_decay**depth}
             for depth, params in enumerate(self.layer_groups())
         ]
-        return optim.FlatAdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+        return FlatAdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 class GPTClassifier(Classifier):

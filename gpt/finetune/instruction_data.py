@@ -27,7 +27,6 @@ import re
 
 import numpy as np
 
-from nanograd import no_grad
 from nanograd.nn import Parameter
 
 END = "<|end|>"
@@ -147,16 +146,11 @@ def greedy_correct(model, encoded, batch_size=64):
     Computed in one forward per batch, without generating: greedy decoding writes the right response if and
     only if, at every response position, the most likely next token given the right prefix is the right
     token (by induction over the positions; tests/test_instruct.py checks it against real generation)."""
-    was_training = model.training
-    model.eval()
     correct = []
-    try:
-        with no_grad():
-            for start in range(0, len(encoded), batch_size):
-                x, y = collate(encoded[start : start + batch_size], pad_id=0, mask_prompt=True)
-                predicted = model(x)[0].data.argmax(axis=-1)  # (B, T)
-                counted = y != IGNORE
-                correct += list(((predicted == y) | ~counted).all(axis=1))
-    finally:
-        model.train(was_training)
+    with model.evaluating():
+        for start in range(0, len(encoded), batch_size):
+            x, y = collate(encoded[start : start + batch_size], pad_id=0, mask_prompt=True)
+            predicted = model(x)[0].data.argmax(axis=-1)  # (B, T)
+            counted = y != IGNORE
+            correct += list(((predicted == y) | ~counted).all(axis=1))
     return np.asarray(correct, dtype=bool)

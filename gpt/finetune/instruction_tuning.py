@@ -17,7 +17,7 @@ from gpt.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.finetune.instruction_data import IGNORE, InstructVocab, collate, grow_token_embeddings
 from gpt.model import GPTConfig
 from gpt.train.loop import EarlyStopping, optimizer_step
-from nanograd import no_grad, optim
+from nanograd import optim
 from tokenizer.progress import progress as progress_bar
 
 
@@ -31,18 +31,13 @@ class TuneResult:
 def response_loss(model, encoded, batch_size=64):
     """Mean cross-entropy over the response tokens (and end markers) of `encoded`, prompts and padding not
     counted, in eval mode without a graph."""
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
-        with no_grad():
-            for start in range(0, len(encoded), batch_size):
-                x, y = collate(encoded[start : start + batch_size], pad_id=0, mask_prompt=True)
-                n = int((y != IGNORE).sum())
-                total += model(x, y)[1].item() * n
-                count += n
-    finally:
-        model.train(was_training)
+    with model.evaluating():
+        for start in range(0, len(encoded), batch_size):
+            x, y = collate(encoded[start : start + batch_size], pad_id=0, mask_prompt=True)
+            n = int((y != IGNORE).sum())
+            total += model(x, y)[1].item() * n
+            count += n
     return total / max(count, 1)
 
 

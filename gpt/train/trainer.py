@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import nanograd
-from nanograd import no_grad, optim
+from nanograd import optim
 from gpt import families
 from gpt.checks import check_settings
 from gpt.train import data, distributed, interrupt, loop, resume
@@ -218,13 +218,8 @@ class Trainer:
     def evaluate(self):
         """Mean loss over the fixed evaluation batches of each split, in eval mode (no dropout); under MPI
         each rank evaluates its slice of every batch and the batch losses are averaged over the ranks."""
-        self.model.eval()
-        try:
-            with no_grad():
-                batch_losses = [[self.model(x, y)[1].item() for x, y in batches]
-                                for batches in self.eval_batches.values()]
-        finally:
-            self.model.train()
+        with self.model.evaluating():
+            batch_losses = [[self.model(x, y)[1].item() for x, y in batches] for batches in self.eval_batches.values()]
         means = self.world.mean(batch_losses).mean(axis=1)
         losses = {split: float(loss) for split, loss in zip(self.eval_batches, means)}
         self.last_eval = (self.step, losses["train"], losses["val"])
