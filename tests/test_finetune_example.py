@@ -145,7 +145,7 @@ def test_the_pretraining_key_covers_text_version_and_base_but_not_where_things_g
 
 
 def test_initial_weights_are_pinned_to_the_pretraining_format_version():
-    """The README's first figures came from a model pretrained before the initialisation was redrawn (in
+    """The first published figures (CHANGELOG.md) came from a model pretrained before the initialisation was redrawn (in
     float32), which a later run reused because the cache key had not changed. This digest of a small GPT's
     initial weights fails when any change redraws them (new init code, a NumPy that changes its streams):
     then bump PRETRAIN_FORMAT_VERSION in gpt/experiments/pretrain_cache.py and update the digest here."""

@@ -15,7 +15,7 @@ from gpt.train import Trainer
 
 # Part of every cache key of a pretrained model (and of the curve's results, which depend on it). Bump it when a
 # change to the code makes the same settings produce different weights: the model, its initialisation, the
-# trainer, the tokenizer or the text conversion. Version 1 keys missed that: the README's first figures came
+# trainer, the tokenizer or the text conversion. Version 1 keys missed that: the first published figures came
 # from a model pretrained before the initialisation was redrawn in float32, and later runs reused it.
 PRETRAIN_FORMAT_VERSION = 2
 # TrainConfig fields that do not change the trained weights: where things go, and how progress is shown.

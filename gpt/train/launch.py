@@ -28,7 +28,7 @@ def auto_ranks(batch_size, environ=os.environ):
     or more cores, no MPI launcher started it, the batch splits in two, mpi4py and mpiexec are installed and
     mpiexec starts processes here; else None (this process alone). On two cores, two processes of one
     thread each run the default model's steps faster than one process of two threads: each thread works on
-    its own half of the batch, and no thread waits for another inside every product (README, The main job;
+    its own half of the batch, and no thread waits for another inside every product (docs/training.md;
     benchmarks/scaleout.py). Says so when it picks 2."""
     if launched_size(environ) is not None or usable_cores() < 2 or batch_size % 2:
         return None
