@@ -58,19 +58,19 @@ def unbind(x: Tensor, axis: int = 0) -> tuple:
     whose backward runs makes that array and hands it to `whole`, the others write their slots into it. They
     all run before `whole`'s backward, since they are its only children, which then passes the stack to x."""
     check_axis(axis, x.ndim, x.shape)
-    axis = axis % x.ndim
+    before = (slice(None),) * (axis % x.ndim)  # x[before + (i,)] is slice i along `axis`
     whole = Tensor.from_op(x.data, (x,), lambda g: (g,), "unbind")
 
     def piece(i):
         def backward(g):
             if whole.grad is not None:  # an array this op made, not shared: safe to write into
-                np.moveaxis(whole.grad, axis, 0)[i] = g
+                whole.grad[before + (i,)] = g
                 return (None,)
             grad = np.zeros_like(x.data)  # x's memory layout, so a transpose before unbind is undone for free
-            np.moveaxis(grad, axis, 0)[i] = g
+            grad[before + (i,)] = g
             return (grad,)
 
-        return Tensor.from_op(np.moveaxis(x.data, axis, 0)[i], (whole,), backward, "unbind")
+        return Tensor.from_op(x.data[before + (i,)], (whole,), backward, "unbind")
 
     return tuple(piece(i) for i in range(x.shape[axis]))
 
