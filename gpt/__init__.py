@@ -3,6 +3,7 @@
 The package by role, model first:
     model.py, lstm.py, generate.py    the models and generation (KV cache, sampling); read model.py first
     families.py                       the model families by name (--model gpt | lstm)
+    checks.py                         what the models and the trainer refuse (settings, ids, targets)
     attention_maps.py, sample.py, chat.py   looking at a model, and the two command lines that talk to one
     storage/       files written atomically, checkpoints, GPT-2 folders, figures
     train/         the trainer, its data, and `python -m gpt.train`
