@@ -5,7 +5,7 @@ every answer by exact match on scenes no training record touches.
     python examples/finetune_instructions.py --ckpt PATH    # a checkpoint of gpt.train with a long enough context
     python examples/finetune_instructions.py --tiny                       # a seconds-long smoke run
 
-The records come from gpt/play_tasks.py: seven task families, four answerable by reading the input passage
+The records come from gpt/experiments/play_instructions.py: seven task families, four answerable by reading the input passage
 and three that need memory of the plays (which play a line is from, who speaks next, the next line). Each
 play's scenes are dealt into train, val and test, so the test questions quote scenes that no training or
 validation record quotes; pretraining (on all the plays) has read them, as plain text. A record must fit the

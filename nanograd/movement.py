@@ -34,13 +34,11 @@ def getitem(x: Tensor, index) -> Tensor:
     except IndexError as err:
         raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {err}") from None
 
-    parts = index if isinstance(index, tuple) else (index,)
-    repeats = any(isinstance(p, (np.ndarray, list)) for p in parts)  # an index array may name a position twice
-
     def backward(g):
         """Zeros but at x[index], which gets g (summed where an index array repeats a position)."""
         grad = np.zeros_like(x.data)
-        if repeats:
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, (np.ndarray, list)) for p in parts):  # an index array may name a position twice
             np.add.at(grad, index, g)
         else:
             grad[index] = g

@@ -113,6 +113,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file, 
     assert ckpt.step == 10 and all(np.isfinite(w).all() for w in ckpt.model.values())
 
 
+def test_a_non_finite_gradient_stops_before_the_weights_change(tmp_path, text_file, monkeypatch):
+    """A finite loss with a NaN gradient (planted after backward): the step is refused before AdamW runs, so
+    the weights in memory stay those of the last good step."""
+    trainer = Trainer(_config(tmp_path, text_file, max_iters=2))
+    trainer.train()
+    before = {name: w.copy() for name, w in trainer.model.state_dict().items()}
+    average = trainer._average_over_ranks
+
+    def nan_gradient(loss):
+        trainer.model.transformer.wte.weight.grad[0, 0] = np.nan
+        return average(loss)
+
+    monkeypatch.setattr(trainer, "_average_over_ranks", nan_gradient)
+    trainer.config.max_iters = 3
+    with pytest.raises(TrainingDiverged, match="gradient norm is nan at step 2"):
+        trainer.train()
+    assert all(np.array_equal(w, before[name]) for name, w in trainer.model.state_dict().items())
+
+
 def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, text_file, monkeypatch):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under `pytest &`
     trainer = Trainer(_config(tmp_path, text_file, eval_interval=100))

@@ -30,7 +30,8 @@ FINE_TUNED = "fine-tuned"
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How every classifier of a run is trained (see gpt/finetune/classifier.py fit): part of each cached result's key."""
+    """How every classifier of a run is trained (see `fit` in gpt/finetune/classifier.py): part of each cached
+    result's key."""
     steps: int
     batch_size: int
     lr: float  # of the head; each lower layer group of a fine-tuned trunk learns lr_decay times more slowly

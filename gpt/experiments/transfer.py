@@ -14,8 +14,8 @@ A label-count curve (ULMFiT's Fig. 3) trains each classifier on the first n pass
 per fold, for growing n, and tests every n on the same passages, so the methods and the label counts are
 compared on equal terms. Everything here is model-agnostic: any classifier that maps passages of token ids to
 genres can be measured with it. Passages, the validation split and the statistics (bootstrap_by_group,
-matching_factor, summarise_curve) serve the speaker task too (gpt/experiments/speaker_task.py); gpt/experiments/label_curve.py runs
-the curve for either.
+matching_factor, summarise_curve) serve the speaker task too (gpt/experiments/speaker_task.py);
+gpt/experiments/label_curve.py runs the curve for either.
 """
 from dataclasses import dataclass
 

@@ -1,5 +1,5 @@
-"""Instruction fine-tuning: train a GPT on encoded instruction records (gpt/finetune/instruction_data.py), stop early on a
-validation split, and save / load the result as an ordinary checkpoint.
+"""Instruction fine-tuning: train a GPT on encoded instruction records (gpt/finetune/instruction_data.py), stop
+early on a validation split, and save / load the result as an ordinary checkpoint.
 
 The step is the pretraining step (gpt/train/loop.py) on other batches: a random batch of records padded to its
 longest, AdamW (weight decay on 2-D weights only), gradient clipping, a learning rate that warms up and
@@ -7,8 +7,9 @@ decays on a cosine, here from a small peak (a fine-tune should adjust the pretra
 overwrite them). Every `eval_every` steps the mean response loss on the validation records is measured, and
 the weights of the best evaluation are kept; `patience` evaluations without a better one end training.
 
-A fine-tuned checkpoint is a trainer checkpoint (gpt/storage/checkpoint.py) whose model has a grown vocabulary; its
-`extra["instruct"]` lists the added tokens, so `python -m gpt.chat --ckpt PATH` rebuilds the vocabulary.
+A fine-tuned checkpoint is a trainer checkpoint (gpt/storage/checkpoint.py) whose model has a grown
+vocabulary; its `extra["instruct"]` lists the added tokens, so `python -m gpt.chat --ckpt PATH` rebuilds the
+vocabulary.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -84,10 +85,10 @@ def load_instruct_model(path):
     was never instruction-tuned gets the end marker (and any missing template character) added on the fly,
     with mean-initialised embeddings, so its untuned answers can be seen too."""
     ckpt = load_checkpoint(path)
-    if not isinstance(ckpt.model_config(), GPTConfig):
-        raise ValueError(f"checkpoint {path} holds a {type(ckpt.model_config()).__name__} model; instruction "
-                         f"tuning needs a GPT")
     model, tok = ckpt.build_model(), ckpt.load_tokenizer()
+    if not isinstance(model.config, GPTConfig):
+        raise ValueError(f"checkpoint {path} holds a {type(model.config).__name__} model; instruction tuning "
+                         f"needs a GPT")
     info = ckpt.extra.get("instruct")
     if info is None:
         vocab = InstructVocab.for_texts(tok, model.config.vocab_size, [])

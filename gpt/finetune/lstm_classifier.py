@@ -10,7 +10,8 @@ passage shares. ULMFiT found the three together better than h_T alone.
 
 The head is ULMFiT's two blocks without their BatchNorm layers (nanograd has none; the pooled LSTM outputs lie in
 (-1, 1) already, so there is little scale to normalise). The language model's decoder is dropped, as in ULMFiT:
-a classifier never predicts tokens. Freezing, discriminative rates and evaluation come from gpt/finetune.py.
+a classifier never predicts tokens. Freezing, discriminative rates and evaluation come from
+gpt/finetune/classifier.py.
 """
 import copy
 

@@ -6,5 +6,5 @@ from gpt.storage.checkpoint import Checkpoint, CheckpointError, load_checkpoint,
 from gpt.storage.figures import pyplot, save_png
 from gpt.storage.gpt2_folders import PretrainedError, load_pretrained, save_pretrained
 
-__all__ = ["Checkpoint", "CheckpointError", "PretrainedError", "load_checkpoint", "load_model", "load_pretrained", "pyplot",
-           "save_checkpoint", "save_png", "save_pretrained", "write_atomic"]
+__all__ = ["Checkpoint", "CheckpointError", "PretrainedError", "load_checkpoint", "load_model", "load_pretrained",
+           "pyplot", "save_checkpoint", "save_png", "save_pretrained", "write_atomic"]

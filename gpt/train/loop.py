@@ -26,7 +26,8 @@ import numpy as np
 from nanograd import optim
 
 
-def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0, after_backward=None):
+def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0, after_backward=None,
+                   before_step=None):
     """One step of `optimizer` on `model`; returns (mean loss: float, gradient norm before clipping or None).
 
     lr: one learning rate for every parameter group, or a list with one per group (discriminative rates).
@@ -34,6 +35,8 @@ def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0
     is backpropagated before the next forward pass, so only one graph is alive at a time.
     after_backward(loss) -> loss runs once the gradients are complete and before they are clipped: the
     trainer averages the gradients (and the loss) over its MPI ranks there. grad_clip=0 leaves them unclipped.
+    before_step(norm) runs after clipping, before the weights change: the trainer refuses a non-finite norm
+    there, so a diverged step never reaches the weights.
     """
     rates = lr if isinstance(lr, list) else [lr] * len(optimizer.param_groups)
     for group, rate in zip(optimizer.param_groups, rates, strict=True):
@@ -48,6 +51,8 @@ def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0
     if after_backward is not None:
         total = after_backward(total)
     norm = optim.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    if before_step is not None:
+        before_step(norm)
     optimizer.step()
     return total, norm
 

@@ -5,8 +5,8 @@ From code: `Trainer(TrainConfig(max_iters=100)).train()`; from the command line:
 
 Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
 (gpt/train/loop.py, the step the fine-tunes take too) with a learning rate that warms up linearly and then
-follows a cosine down to `min_lr`. Every
-`eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved;
+follows a cosine down to `min_lr`. Every `eval_interval` steps (and at the end) the model is evaluated on
+fixed batches and a checkpoint is saved;
 the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
 run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
@@ -234,10 +234,8 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns (mean training loss, learning rate)."""
         c = self.config
         lr = self.learning_rate(self.step)
-        loss, norm = loop.optimizer_step(self.model, self.optimizer, lr, self._batch_loss, c.grad_accum, c.grad_clip,
-                                         after_backward=self._average_over_ranks)
-        if norm is not None:  # checked after the step: it spoils the weights in memory, never the last checkpoint
-            self._check_finite("gradient norm", norm)
+        loss, _ = loop.optimizer_step(self.model, self.optimizer, lr, self._batch_loss, c.grad_accum, c.grad_clip,
+                                      after_backward=self._average_over_ranks, before_step=self._check_norm)
         self.step += 1
         return loss, lr
 
@@ -250,6 +248,10 @@ class Trainer:
         # Checked after the allreduce, so that every rank sees the same loss and stops at the same step.
         self._check_finite("training loss", loss)
         return loss
+
+    def _check_norm(self, norm):  # None when unclipped
+        if norm is not None:
+            self._check_finite("gradient norm", norm)
 
     def _check_finite(self, what, value):
         if not math.isfinite(value):
