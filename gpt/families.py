@@ -13,11 +13,13 @@ MODELS = {"gpt": (GPTConfig, GPT), "lstm": (LSTMConfig, LSTMLM)}
 
 
 def new_config(model, settings):
-    """The config of family `model`, taking from `settings` (a dict such as a TrainConfig's) the fields it has."""
+    """The config of family `model`, taking from `settings` (a dict such as a TrainConfig's) the fields it has;
+    a setting of None leaves the family's default (a GPT's recipe, for its parts)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
     config_class = MODELS[model][0]
-    return config_class(**{f.name: settings[f.name] for f in dataclasses.fields(config_class) if f.name in settings})
+    names = [f.name for f in dataclasses.fields(config_class) if settings.get(f.name) is not None]
+    return config_class(**{name: settings[name] for name in names})
 
 
 def config_to_dict(config):

@@ -16,29 +16,45 @@ from nanograd import Tensor, no_grad
 
 
 class LayerCache:
-    """One attention layer's keys and values of the positions seen so far: (B, nh, block_size, hs) buffers
-    whose first `length` positions are filled."""
+    """One attention layer's keys and values: (B, nh, block_size, hs) buffers, of which the first
+    min(length, block_size) positions are filled. `length` counts every position seen."""
 
     def __init__(self, shape, dtype):
         self.k, self.v = np.zeros(shape, dtype), np.zeros(shape, dtype)
         self.length = 0
 
     def append(self, k, v):
-        """Store k, v (B, nh, T, hs) after the cached positions; return all keys and values so far as Tensors
-        (B, nh, length, hs). Generation runs under no_grad, so nothing here needs a gradient."""
-        end = self.length + k.shape[2]
-        self.k[:, :, self.length : end] = k.data
-        self.v[:, :, self.length : end] = v.data
-        self.length = end
-        return Tensor(self.k[:, :, :end]), Tensor(self.v[:, :, :end])
+        """Store k, v (B, nh, T, hs) after the cached positions; return all keys and values held as Tensors
+        (B, nh, S, hs). Generation runs under no_grad, so nothing here needs a gradient.
+
+        Past block_size positions (a sliding window, for rotary positions only: see KVCache) one new position
+        overwrites the oldest, at slot length % block_size. The slots are then out of order, which a single
+        query does not mind: it sees every key, and the sum over keys does not depend on their order."""
+        window, T = self.k.shape[2], k.shape[2]
+        if self.length + T <= window:
+            slots = slice(self.length, self.length + T)
+        elif T == 1:
+            slots = slice(self.length % window, self.length % window + 1)
+        else:
+            raise ValueError(f"a full KV cache takes one position at a time, got {T}")
+        self.k[:, :, slots] = k.data
+        self.v[:, :, slots] = v.data
+        self.length += T
+        held = min(self.length, window)
+        return Tensor(self.k[:, :, :held]), Tensor(self.v[:, :, :held])
 
 
 class KVCache:
-    """The keys and values of every layer, for a batch of `batch_size` sequences of up to block_size tokens."""
+    """The keys and values of every layer, for a batch of `batch_size` sequences: the last block_size positions.
+
+    With learned positions the window cannot slide (every position's embedding would change), so a full cache
+    must be rebuilt from the last block_size tokens. With rotary positions the stored keys keep their turn and
+    attention sees only distances, so the window slides: the newest position replaces the oldest."""
 
     def __init__(self, config, batch_size, dtype=np.float32):
         shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
         self.layers = [LayerCache(shape, dtype) for _ in range(config.n_layer)]
+        self.slides = config.positions == "rotary"
 
     @property
     def length(self):
@@ -46,8 +62,8 @@ class KVCache:
 
     @property
     def full(self):
-        """Whether the window of block_size positions is full (the next token needs a new window)."""
-        return self.length >= self.layers[0].k.shape[2]
+        """Whether the next token needs a new window: the cache holds block_size positions and cannot slide."""
+        return not self.slides and self.length >= self.layers[0].k.shape[2]
 
     def clear(self):
         for layer in self.layers:
@@ -110,9 +126,10 @@ def generate_stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top
     """Yield max_new_tokens new ids (B,), one step at a time, continuing idx (B, T).
 
     Each step conditions on the last block_size tokens. While the window has room a step costs one position.
-    Once the cache holds block_size positions the window slides, every position embedding shifts, and the
-    cache is rebuilt from the last block_size tokens (the same result as cropping the context, as nanoGPT
-    does). A recurrent model's state never fills: each step costs one position. Dropout is off while
+    Once the cache holds block_size positions the window moves on: with learned positions every position
+    embedding shifts, and the cache is rebuilt from the last block_size tokens (the same result as cropping
+    the context, as nanoGPT does); with rotary positions the cache slides and a step still costs one position
+    (KVCache). A recurrent model's state never fills: each step costs one position. Dropout is off while
     generating; the model's mode is restored after."""
     context = model._check_ids(idx)
     if context.shape[1] == 0:

@@ -140,8 +140,9 @@ class LSTMLM(nn.Module):
     def new_cache(self, batch_size):
         return LSTMState(self.config.n_layer)
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
-        """AdamW that decays the 2-D weights (matrices, embeddings) but not biases, as for the GPT."""
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8, muon_lr=None):
+        """AdamW that decays the 2-D weights (matrices, embeddings) but not biases, as the GPT-2 recipe does
+        (muon_lr is the GPT's modern recipe's, unused here)."""
         return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):

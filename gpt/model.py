@@ -1,6 +1,13 @@
-"""GPT-2, written on nanograd: token and position embeddings, pre-LayerNorm transformer blocks
-(causal self-attention, then a 4x MLP with GELU), a final LayerNorm, and an output head tied to the
-token embedding. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys line up with theirs.
+"""GPT on nanograd, in two recipes that share this file and differ line by line where they differ.
+
+recipe="gpt2" is GPT-2 (2019) as nanoGPT trains it: token and position embeddings, pre-LayerNorm blocks
+(causal self-attention, then a 4x MLP with GELU), a final LayerNorm, an output head tied to the token
+embedding, AdamW. Parameter names match GPT-2 / nanoGPT, so `state_dict()` keys line up with theirs.
+recipe="modern" swaps in what today's LLMs use (docs/recipes.md measures what each part is worth here):
+rotary position embeddings instead of learned ones (Llama; RoPE), RMSNorm instead of LayerNorm and no biases
+(Llama), QK-norm (queries and keys RMS-normalised per head), a squared-ReLU MLP instead of GELU, an untied
+output head, the projections into the residual stream started at zero (modded-nanogpt), and Muon for the
+blocks' matrices (nanograd/optim.py). Each part is also a field of GPTConfig, for taking them one at a time.
 
 Training and generation run this one forward. Generation (gpt/generate.py) runs it under
 `nanograd.no_grad()` with a KV cache, so each new token costs the work of one position.
@@ -15,23 +22,54 @@ import nanograd.functional as F
 from gpt.checks import check_ids, check_settings, check_targets
 from nanograd import nn
 from nanograd.flat_adamw import FlatAdamW
+from nanograd.optim import Muon
+
+
+# The parts of each recipe. Any part a GPTConfig is given overrides its recipe's.
+RECIPES = {
+    "gpt2": dict(bias=True, positions="learned", norm="layer", mlp="gelu", qk_norm=False, tie_weights=True,
+                 zero_init=False, optimizer="adamw"),
+    "modern": dict(bias=False, positions="rotary", norm="rms", mlp="relu2", qk_norm=True, tie_weights=False,
+                   zero_init=True, optimizer="muon"),
+}
+CHOICES = {"positions": ("learned", "rotary"), "norm": ("layer", "rms"), "mlp": ("gelu", "relu2"),
+           "optimizer": ("adamw", "muon")}
 
 
 @dataclass
 class GPTConfig:
-    block_size: int = 64  # longest context the model sees (number of position embeddings)
+    block_size: int = 64  # longest context the model sees at once (learned positions: how many it has)
     vocab_size: int = 65
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    bias: bool = None  # biases in Linear and LayerNorm layers. This and every field below: None = the recipe's
+    recipe: str = "gpt2"  # "gpt2" or "modern" (RECIPES above)
+    positions: str = None  # "learned": a vector per position added to the input; "rotary": q and k turned by it
+    norm: str = None  # "layer" (LayerNorm) or "rms" (RMSNorm)
+    mlp: str = None  # the MLP's activation: "gelu" or "relu2" (max(x, 0)^2)
+    qk_norm: bool = None  # RMS-normalise each head's queries and keys before their dot products
+    tie_weights: bool = None  # the output head is the token embedding
+    zero_init: bool = None  # the projections into the residual stream (and an untied head) start at zero
+    optimizer: str = None  # configure_optimizers: "adamw", or "muon" for the blocks' matrices and AdamW for the rest
 
     def __post_init__(self):
         check_settings(self, counts=("block_size", "vocab_size", "n_layer", "n_head", "n_embd"),
                        fractions=("dropout",), label="GPTConfig.")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"GPTConfig: unknown recipe {self.recipe!r}; choose one of {sorted(RECIPES)}")
+        for part, value in RECIPES[self.recipe].items():
+            if getattr(self, part) is None:
+                setattr(self, part, value)
+        for part, allowed in CHOICES.items():
+            if getattr(self, part) not in allowed:
+                raise ValueError(f"GPTConfig: {part} must be one of {allowed}, got {getattr(self, part)!r}")
+        if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"GPTConfig: rotary positions turn pairs, so the head size "
+                             f"{self.n_embd // self.n_head} must be even")
 
     def weight_shapes(self):
         """(name, shape) of each weight that fixes this model's size, one at a time (a forged n_layer of 10**12
@@ -39,14 +77,24 @@ class GPTConfig:
         (gpt/storage/safetensors_header.py) before a model is built from it; names without
         GPT-2's optional "transformer." prefix."""
         C = self.n_embd
-        yield from (("wte.weight", (self.vocab_size, C)), ("wpe.weight", (self.block_size, C)))
+        yield "wte.weight", (self.vocab_size, C)
+        if self.positions == "learned":
+            yield "wpe.weight", (self.block_size, C)
         yield from ((f"h.{i}.ln_1.weight", (C,)) for i in range(self.n_layer))
+
+
+def _norm(config):
+    """The recipe's normalisation over the last axis of (B, T, C)."""
+    if config.norm == "rms":
+        return nn.RMSNorm(config.n_embd)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, rng):
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.rotary, self.qk_norm = config.positions == "rotary", config.qk_norm
         # One projection makes queries, keys and values: (B, T, C) -> (B, T, 3C), laid out [q | k | v].
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
@@ -55,12 +103,17 @@ class CausalSelfAttention(nn.Module):
         self.fused = True
         self.att = None
 
-    def forward(self, x, cache=None):
-        """x (B, T, C) -> (B, T, C). `cache` (generation only): this layer's keys and values of earlier positions."""
+    def forward(self, x, positions, cache=None):
+        """x (B, T, C) -> (B, T, C); positions (T,): where x's rows sit in the sequence. `cache` (generation
+        only): this layer's keys and values of earlier positions."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs): q, k and v, each cut into nh heads
         q, k, v = qkv.transpose(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs): a head's positions side by side
+        if self.qk_norm:
+            q, k = F.rms_norm(q), F.rms_norm(k)  # (B, nh, T, hs), each vector of RMS 1: no score can blow up
+        if self.rotary:
+            q, k = F.rotary(q, positions), F.rotary(k, positions)  # turned by position: q.k sees only distance
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
         if self.fused:
@@ -81,22 +134,24 @@ class MLP(nn.Module):
         self.dropout = config.dropout
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+        self.activation = F.relu_squared if config.mlp == "relu2" else F.gelu
 
     def forward(self, x):
-        return F.dropout(self.c_proj(F.gelu(self.c_fc(x))), self.dropout, self.training)
+        """x (B, T, C) -> (B, T, C), through 4C hidden units."""
+        return F.dropout(self.c_proj(self.activation(self.c_fc(x))), self.dropout, self.training)
 
 
 class Block(nn.Module):
-    """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """A pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (ln_*: LayerNorm or RMSNorm)."""
 
     def __init__(self, config, rng):
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = _norm(config)
         self.attn = CausalSelfAttention(config, rng)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = _norm(config)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, positions, cache=None):
+        x = x + self.attn(self.ln_1(x), positions, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -107,17 +162,19 @@ class GPT(nn.Module):
         rng = np.random.default_rng(seed)
         self.transformer = nn.Module()
         self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng)
-        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)
+        if config.positions == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)
         self.transformer.h = nn.ModuleList([Block(config, rng) for _ in range(config.n_layer)])
-        self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.transformer.ln_f = _norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)
-        # Weight tying: the output head reads logits against the token embeddings themselves.
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_weights:  # the output head reads logits against the token embeddings themselves
+            self.lm_head.weight = self.transformer.wte.weight
         self._init_weights(rng)
 
     def _init_weights(self, rng):
-        """GPT-2: weights N(0, 0.02), biases 0, LayerNorm gains 1; the projections that write into the
-        residual stream (`c_proj`) are scaled by 1/sqrt(2 n_layer), as each block adds two of them."""
+        """GPT-2: weights N(0, 0.02), biases 0, norm gains 1; the projections that write into the residual
+        stream (`c_proj`) are scaled by 1/sqrt(2 n_layer), as each block adds two of them. With zero_init
+        they (and an untied head) start at 0 instead: each block starts as the identity, and learns its way in."""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
             if param.ndim == 2:
@@ -125,6 +182,8 @@ class GPT(nn.Module):
                 # size of the parameter (for GPT-2 small's embedding, 300 MB), setting the peak memory.
                 rng.standard_normal(param.shape, dtype=param.dtype, out=param.data)
                 param.data *= residual_std if name.endswith("c_proj.weight") else 0.02
+                if self.config.zero_init and (name.endswith("c_proj.weight") or name == "lm_head.weight"):
+                    param.data[...] = 0.0
             elif ".ln_" in name and name.endswith(".weight"):
                 param.data[...] = 1.0
             else:
@@ -134,7 +193,8 @@ class GPT(nn.Module):
         """Parameter count; by default without the position embeddings (as nanoGPT reports it; the token
         embedding is counted because it doubles as the output head)."""
         n = sum(p.data.size for p in self.parameters())
-        return n - self.transformer.wpe.weight.data.size if non_embedding else n
+        learned = self.config.positions == "learned"
+        return n - self.transformer.wpe.weight.data.size if non_embedding and learned else n
 
     def _check_ids(self, idx, name="idx"):
         return check_ids(idx, self.config.vocab_size, name)
@@ -150,12 +210,15 @@ class GPT(nn.Module):
         """Final hidden states (B, T, C) for ids idx (B, T), which follow the cache's positions if one is given."""
         start = 0 if cache is None else cache.length
         T = idx.shape[1]
-        self._check_length(start + T)
-        tok = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
-        pos = F.embedding(np.arange(start, start + T), self.transformer.wpe.weight)  # (T, C)
-        x = F.dropout(tok + pos, self.config.dropout, self.training)
+        # Learned positions end at block_size. Rotary ones do not, and a sliding cache holds the last block_size.
+        self._check_length(T if self.config.positions == "rotary" else start + T)
+        positions = np.arange(start, start + T)  # (T,)
+        x = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
+        if self.config.positions == "learned":
+            x = x + F.embedding(positions, self.transformer.wpe.weight)  # (B, T, C) + (T, C)
+        x = F.dropout(x, self.config.dropout, self.training)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else cache.layers[i])
+            x = block(x, positions, None if cache is None else cache.layers[i])
         return self.transformer.ln_f(x)
 
     def forward(self, idx, targets=None, cache=None):
@@ -178,9 +241,21 @@ class GPT(nn.Module):
         """Final hidden states (B, T, n_embd) for ids idx (B, T): the trunk without lm_head (for heads on top)."""
         return self._hidden(self._check_ids(idx))
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
-        """The optimizer of this model's training: configure_adamw below."""
-        return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8, muon_lr=0.05):
+        """The optimizer of this model's training: configure_adamw below, or with optimizer="muon", Muon for the
+        blocks' matrices at muon_lr (scaled with learning_rate's schedule) and AdamW for the rest."""
+        if self.config.optimizer == "adamw":
+            return configure_adamw(self.parameters(), weight_decay, learning_rate, betas, eps)
+        hidden = [p for p in self.transformer.h.parameters() if p.ndim == 2]
+        chosen = {id(p) for p in hidden}
+        others = [p for p in self.parameters() if id(p) not in chosen]
+        groups = [
+            {"params": hidden, "use_muon": True, "lr": muon_lr, "lr_scale": muon_lr / learning_rate if learning_rate
+             else 0.0},
+            {"params": [p for p in others if p.ndim >= 2], "use_muon": False, "weight_decay": weight_decay},
+            {"params": [p for p in others if p.ndim < 2], "use_muon": False, "weight_decay": 0.0},
+        ]
+        return Muon([g for g in groups if g["params"]], lr=learning_rate, betas=betas, eps=eps)
 
     def new_cache(self, batch_size):
         """An empty KV cache for generating batch_size sequences (see gpt/generate.py)."""

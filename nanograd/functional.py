@@ -7,6 +7,7 @@ One fused node instead of a chain of small ones (exp, sum, divide, ...) keeps fe
 backward and is faster. Each `@fast_kernel(...)` line names a numba kernel in `nanograd/kernels/` that
 computes the same thing faster and is tested equal to the NumPy below it; skip the kernels on a first
 read (NANOGRAD_KERNELS=numpy runs only the NumPy written here). `dropout` is a composition of Tensor ops.
+The parts of today's LLMs (rms_norm, rotary, relu_squared) live in functional_modern.py and are named here too.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from . import kernels
 from .kernels import fast_kernel
 from .random import generator
 from .tensor import Tensor, check_axis
+from .functional_modern import relu_squared, rms_norm, rotary  # noqa: F401  (F.rms_norm etc.)
 
 
 def _to_last(a: np.ndarray, axis: int) -> np.ndarray:

@@ -211,6 +211,17 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.weight, self.bias, self.eps)
 
 
+class RMSNorm(Module):
+    """x / rms(x) * weight along the last axis (Llama's norm: no centring, no bias)."""
+
+    def __init__(self, n_features: int, eps: float = 1e-6, dtype=np.float32):
+        self.eps = eps
+        self.weight = Parameter(np.ones(n_features, dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.weight, self.eps)
+
+
 class Dropout(Module):
     def __init__(self, p: float = 0.5):
         if not 0.0 <= p < 1.0:

@@ -125,11 +125,12 @@ class GPTClassifier(Classifier):
 
     def layer_groups(self):
         """The parameters in groups from the top of the network down: the head; the last block with the final
-        LayerNorm; each block below it; the token and position embeddings."""
+        norm; each block below it; the token and (learned) position embeddings."""
         t = self.trunk.transformer
         groups = [self.head.parameters(), t.ln_f.parameters() + t.h[-1].parameters()]
         groups += [block.parameters() for block in reversed(t.h[:-1])]
-        groups.append(t.wte.parameters() + t.wpe.parameters())
+        learned = self.trunk.config.positions == "learned"
+        groups.append(t.wte.parameters() + (t.wpe.parameters() if learned else []))
         return groups
 
 

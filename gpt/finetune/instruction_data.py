@@ -94,7 +94,7 @@ class InstructVocab:
 
 
 def grow_token_embeddings(model, vocab_size):
-    """Append rows to the token embedding (and so to the output head tied to it) up to `vocab_size`.
+    """Append rows to the token embedding and the output head (tied to it or not) up to `vocab_size`.
 
     Each new row is the mean of the existing rows: a new token then starts as an "average" token, neither
     close to a particular one nor far outside the cloud of embeddings that the layers were trained on, and
@@ -106,9 +106,15 @@ def grow_token_embeddings(model, vocab_size):
         raise ValueError(f"cannot shrink the vocabulary from {len(old)} to {vocab_size} tokens")
     if vocab_size == len(old):
         return model
+    tied = model.lm_head.weight is wte.weight
     new_rows = np.repeat(old.mean(axis=0, keepdims=True), vocab_size - len(old), axis=0)
     wte.weight = Parameter(np.concatenate([old, new_rows]).astype(old.dtype))
-    model.lm_head.weight = wte.weight  # keep the head tied to the (new) embedding
+    if tied:
+        model.lm_head.weight = wte.weight  # keep the head tied to the (new) embedding
+    else:  # an untied head grows the same way: a new token's logit starts at the average logit
+        head = model.lm_head.weight.data
+        rows = np.repeat(head.mean(axis=0, keepdims=True), vocab_size - len(head), axis=0)
+        model.lm_head.weight = Parameter(np.concatenate([head, rows]).astype(head.dtype))
     model.config.vocab_size = vocab_size
     return model
 

@@ -30,7 +30,8 @@ def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0
                    before_step=None):
     """One step of `optimizer` on `model`; returns (mean loss: float, gradient norm before clipping or None).
 
-    lr: one learning rate for every parameter group, or a list with one per group (discriminative rates).
+    lr: one learning rate for every parameter group, or a list with one per group (discriminative rates); a
+    group's `lr_scale`, if it has one, multiplies it.
     batch_loss() -> scalar loss Tensor of a fresh micro-batch; it is called `grad_accum` times, and each loss
     is backpropagated before the next forward pass, so only one graph is alive at a time.
     after_backward(loss) -> loss runs once the gradients are complete and before they are clipped: the
@@ -40,7 +41,7 @@ def optimizer_step(model, optimizer, lr, batch_loss, grad_accum=1, grad_clip=1.0
     """
     rates = lr if isinstance(lr, list) else [lr] * len(optimizer.param_groups)
     for group, rate in zip(optimizer.param_groups, rates, strict=True):
-        group["lr"] = rate
+        group["lr"] = rate * group.get("lr_scale", 1.0)  # Muon's groups run at a multiple of AdamW's rate
     optimizer.zero_grad()
     total = 0.0
     for _ in range(grad_accum):

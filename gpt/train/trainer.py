@@ -63,14 +63,24 @@ class TrainConfig:
     n_embd: int = _option(128, "width of the residual stream")
     block_size: int = _option(64, "context length in tokens")
     dropout: float = _option(0.0, "dropout probability")
-    bias: bool = _option(True, "biases in Linear and LayerNorm layers")
+    recipe: str = _option("gpt2", "gpt: 'gpt2' (GPT-2 as nanoGPT trains it) or 'modern' (RoPE, RMSNorm, ReLU^2, "
+                                  "QK-norm, untied head, Muon: docs/recipes.md); the parts below override it")
+    bias: bool = _option(None, "gpt: biases in Linear and LayerNorm layers")
+    positions: str = _option(None, "gpt: 'learned' or 'rotary' position embeddings")
+    norm: str = _option(None, "gpt: 'layer' (LayerNorm) or 'rms' (RMSNorm)")
+    mlp: str = _option(None, "gpt: the MLP's activation, 'gelu' or 'relu2'")
+    qk_norm: bool = _option(None, "gpt: RMS-normalise queries and keys")
+    zero_init: bool = _option(None, "gpt: start the residual projections (and an untied head) at zero")
+    optimizer: str = _option(None, "gpt: 'adamw', or 'muon' for the blocks' matrices and AdamW for the rest")
+    muon_lr: float = _option(0.05, "gpt: Muon's peak learning rate (it follows learning_rate's schedule)")
     n_hidden: int = _option(232, "lstm: width of h and c")
     embed_drop: float = _option(0.0, "lstm: drop whole tokens from the embedding table (AWD-LSTM)")
     input_drop: float = _option(0.0, "lstm: locked dropout on the embeddings")
     hidden_drop: float = _option(0.0, "lstm: locked dropout between layers")
     output_drop: float = _option(0.0, "lstm: locked dropout on the last layer's output")
     weight_drop: float = _option(0.0, "lstm: DropConnect on the hidden-to-hidden weights")
-    tie_weights: bool = _option(False, "lstm: the decoder reads the embedding table")
+    tie_weights: bool = _option(None, "the output head reads the embedding table (default: gpt2 yes, modern and "
+                                      "lstm no)")
     batch_size: int = _option(12, "sequences per micro-batch, over all MPI ranks together")
     grad_accum: int = _option(1, "micro-batches averaged per step")
     max_iters: int = _option(2000, "optimizer steps")
@@ -95,7 +105,7 @@ class TrainConfig:
         if self.n_layer is None:
             self.n_layer = 2 if self.model == "lstm" else 4
         check_settings(self, counts=("batch_size", "grad_accum", "eval_interval", "eval_iters"),
-                       non_negative=("max_iters", "warmup_iters", "sample_tokens", "learning_rate", "min_lr",
+                       non_negative=("max_iters", "warmup_iters", "sample_tokens", "learning_rate", "min_lr", "muon_lr",
                                      "weight_decay", "grad_clip"),
                        fractions=("beta1", "beta2", "dropout"))
 
@@ -149,7 +159,8 @@ class Trainer:
                 drops = {f.name: getattr(c, f.name) for f in dataclasses.fields(saved) if "drop" in f.name}
                 model_config = dataclasses.replace(saved, **drops)
         self.model = families.build(model_config, seed=c.seed)
-        self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
+        self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
+                                                         muon_lr=c.muon_lr)
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
         # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
         nanograd.manual_seed(c.seed if self.world.is_main else [c.seed, self.world.rank])
