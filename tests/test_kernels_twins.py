@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nanograd.functional as F
+import nanograd.functional_modern as M
 from nanograd import kernels as K
 from nanograd.optim import adamw_step
 from kernel_inputs import assert_close, dims, dtypes, layouts, make, seeds
@@ -32,7 +33,8 @@ def test_each_reference_names_its_kernel():
              (F.layer_norm_backward, K.layer_norm.layer_norm_backward),
              (F.embedding_backward, K.embedding.embedding_backward),
              (F.attention_forward, K.attention.attention_forward),
-             (F.attention_backward, K.attention.attention_backward), (adamw_step, K.adamw.adamw_step)]
+             (F.attention_backward, K.attention.attention_backward), (adamw_step, K.adamw.adamw_step),
+             (M.rms_norm_forward, K.rms_norm.rms_norm_forward), (M.rms_norm_backward, K.rms_norm.rms_norm_backward)]
     for decorated, kernel in pairs:
         assert decorated.kernel is kernel
         assert decorated.reference is not kernel and decorated.reference.__name__ == decorated.__name__
@@ -71,6 +73,23 @@ def test_layer_norm(shape, dtype, layout, seed):
         assert_close(got, want, dtype, condition)
     for got, want in zip(*both(F.layer_norm_backward, dy, x, weight, mean, rstd)):
         assert_close(got, want, dtype, condition)
+
+
+@given(st.lists(dims, min_size=1, max_size=3), dtypes, layouts, seeds, st.booleans())
+def test_rms_norm(shape, dtype, layout, seed, with_weight):
+    rng = np.random.default_rng(seed)
+    x, dy = make(rng, shape, dtype, layout, scale=2.0), make(rng, shape, dtype, layout)
+    weight = make(rng, shape[-1:], dtype) if with_weight else None
+    forward_kernel, forward_reference = both(M.rms_norm_forward, x, weight, 1e-6)
+    for got, want in zip(forward_kernel, forward_reference):
+        assert_close(got, want, dtype)
+    # Well-conditioned, unlike layer norm: nothing is subtracted, so no cancellation for rstd to amplify.
+    (dx, dweight), (dx_want, dweight_want) = both(M.rms_norm_backward, dy, x, weight, forward_reference[1])
+    assert_close(dx, dx_want, dtype)
+    if weight is None:
+        assert dweight is None and dweight_want is None
+    else:
+        assert_close(dweight, dweight_want, dtype)
 
 
 @given(dims, st.integers(1, 70), dtypes, layouts, seeds)
