@@ -179,20 +179,40 @@ class Muon(Optimizer):
             flat = [p.shape for p in group["params"] if p.ndim != 2]
             if group["use_muon"] and flat:
                 raise ValueError(f"Muon orthogonalises 2-D weights only; got shapes {flat} in a use_muon group")
+        self.rank, self.world_size, self.broadcast = 0, 1, None
 
-    def _update(self, param, grad, state, group):
-        if not group["use_muon"]:
-            return AdamW._update(self, param, grad, state, group)
+    def share_work(self, rank: int, world_size: int, broadcast) -> None:
+        """For data-parallel training, where every rank holds the same averaged gradients: rank r computes the
+        Newton-Schulz of every world_size-th matrix only, and broadcast(array, root) hands each result from the
+        rank that computed it to the others (gpt/train/distributed.py). The updates are the same on every rank."""
+        self.rank, self.world_size, self.broadcast = rank, world_size, broadcast
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not group["use_muon"]:
+                for p in params:
+                    AdamW._update(self, p, p.grad, self.state.setdefault(id(p), {}), group)
+                continue
+            directions = [self._momentum(p, group) for p in params]  # what each matrix is to be orthogonalised
+            updates = [newton_schulz(d, group["ns_steps"]) if i % self.world_size == self.rank else np.empty_like(d)
+                       for i, d in enumerate(directions)]
+            if self.world_size > 1:  # each rank computed every world_size-th update: hand them round
+                updates = [self.broadcast(u, i % self.world_size) for i, u in enumerate(updates)]
+            for p, update in zip(params, updates):
+                rows, cols = p.shape
+                p.data *= 1 - group["lr"] * group["weight_decay"]
+                p.data -= (group["lr"] * max(1.0, rows / cols) ** 0.5) * update
+
+    def _momentum(self, param, group):
+        """buf <- momentum * buf + grad; returns grad + momentum * buf (Nesterov's look-ahead)."""
+        state = self.state.setdefault(id(param), {})
         if not state:
             state["momentum_buffer"] = np.zeros_like(param.data)
-        buf, momentum = state["momentum_buffer"], group["momentum"]
-        buf *= momentum
-        buf += grad
-        update = newton_schulz(grad + momentum * buf, group["ns_steps"])
-        rows, cols = param.shape
-        param.data *= 1 - group["lr"] * group["weight_decay"]
-        param.data -= (group["lr"] * max(1.0, rows / cols) ** 0.5) * update
-
+        buf = state["momentum_buffer"]
+        buf *= group["momentum"]
+        buf += param.grad
+        return param.grad + group["momentum"] * buf
 
 def clip_grad_norm_(params, max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm; return the norm before."""

@@ -121,6 +121,14 @@ class World:
 
         return int(self.comm.allreduce(int(value), op=MPI.MAX))
 
+    def broadcast(self, array, root):
+        """`array` as rank `root` holds it, on every rank (each rank passes an array of that shape and dtype)."""
+        if self.comm is None:
+            return array
+        buffer = np.ascontiguousarray(array)  # MPI sends memory as it lies: a transposed view would arrive scrambled
+        self.comm.Bcast(buffer, root=root)
+        return buffer
+
     def gather(self, value):
         """The list of every rank's `value` on rank 0 (None on the others)."""
         return [value] if self.comm is None else self.comm.gather(value, root=0)

@@ -161,6 +161,8 @@ class Trainer:
         self.model = families.build(model_config, seed=c.seed)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
                                                          muon_lr=c.muon_lr)
+        if self.world.size > 1 and hasattr(self.optimizer, "share_work"):  # Muon: split its matrix work
+            self.optimizer.share_work(self.world.rank, self.world.size, self.world.broadcast)
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
         # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
         nanograd.manual_seed(c.seed if self.world.is_main else [c.seed, self.world.rank])
