@@ -22,18 +22,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd, n_head, bias):
-        super().__init__()
-        self.n_head = n_head
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
-        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+def rotary(x, start):
+    """RoPE on x (B, nh, T, hs) at positions start..start+T-1, in the half-split pairing of our F.rotary."""
+    hs, T = x.shape[-1], x.shape[-2]
+    inv_freq = 10000.0 ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+    angles = torch.outer(torch.arange(start, start + T, dtype=torch.float64), inv_freq)  # (T, hs/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., : hs // 2], x[..., hs // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
-    def forward(self, x, cache=None):
-        """x (B, T, C); with a cache (a dict holding this layer's "k" and "v"), x follows the cached positions."""
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.config = config.n_head, config
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x, cache=None, start=0):
+        """x (B, T, C) at positions start..; with a cache (a dict holding this layer's "k" and "v"), x follows the
+        cached positions."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (a.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for a in (q, k, v))
+        if self.config.qk_norm:
+            q, k = F.rms_norm(q, (q.shape[-1],), eps=1e-6), F.rms_norm(k, (k.shape[-1],), eps=1e-6)
+        if self.config.positions == "rotary":
+            q, k = rotary(q, start), rotary(k, start)
         if cache is not None:
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
@@ -45,32 +60,44 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
-class Block(nn.Module):
-    def __init__(self, n_embd, n_head, bias):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, bias)
-        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(n_embd, 4 * n_embd, bias=bias),
-                                      c_proj=nn.Linear(4 * n_embd, n_embd, bias=bias)))
+def norm(config):
+    if config.norm == "rms":
+        return nn.RMSNorm(config.n_embd, eps=1e-6)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln_1(x), cache)
-        return x + self.mlp.c_proj(F.gelu(self.mlp.c_fc(self.ln_2(x)), approximate="tanh"))
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        n_embd, self.relu2 = config.n_embd, config.mlp == "relu2"
+        self.ln_1 = norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = norm(config)
+        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(n_embd, 4 * n_embd, bias=config.bias),
+                                      c_proj=nn.Linear(4 * n_embd, n_embd, bias=config.bias)))
+
+    def forward(self, x, cache=None, start=0):
+        x = x + self.attn(self.ln_1(x), cache, start)
+        h = self.mlp.c_fc(self.ln_2(x))
+        return x + self.mlp.c_proj(F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh"))
 
 
 class TorchGPT(nn.Module):
+    """Either recipe of gpt.GPT, chosen by the parts of its config (gpt.model.RECIPES)."""
+
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            h=nn.ModuleList([Block(config.n_embd, config.n_head, config.bias) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=norm(config),
         ))
+        if config.positions == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
 
     @classmethod
     def from_ours(cls, model):
@@ -83,16 +110,20 @@ class TorchGPT(nn.Module):
 
     def forward(self, idx, targets=None, cache=None, start=0):
         T = idx.shape[1]
-        pos = torch.arange(start, start + T)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        x = self.transformer.wte(idx)
+        if self.config.positions == "learned":
+            x = x + self.transformer.wpe(torch.arange(start, start + T))
         for i, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else cache.setdefault(i, {}))
+            x = block(x, None if cache is None else cache.setdefault(i, {}), start)
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None if targets is None else F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1),
                                                             ignore_index=-1)
         return logits, loss
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas):
+    def configure_optimizers(self, weight_decay, learning_rate, betas, muon_lr=0.05):
+        """As gpt.GPT.configure_optimizers: AdamW, or Muon for the blocks' matrices and AdamW for the rest."""
+        if getattr(self.config, "optimizer", "adamw") == "muon":
+            return TorchMuonWithAdamW(self, weight_decay, learning_rate, betas, muon_lr)
         params = list(self.parameters())
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -122,6 +153,48 @@ class TorchGPT(nn.Module):
         return idx
 
 
+class TorchMuonWithAdamW:
+    """Our Muon (nanograd/optim.py) in PyTorch: Nesterov momentum and Newton-Schulz in float32 for the blocks'
+    matrices, torch's foreach AdamW for the rest. torch.optim.Muon computes the same update (its momentum is an
+    average, which the normalisation in Newton-Schulz cancels) but in bfloat16, which would not give our
+    float32 losses step for step. `param_groups` take the rate a schedule sets, Muon's through lr_scale."""
+
+    def __init__(self, model, weight_decay, learning_rate, betas, muon_lr, momentum=0.95):
+        hidden = [p for p in model.transformer.h.parameters() if p.dim() == 2]
+        chosen = {id(p) for p in hidden}
+        others = [p for p in model.parameters() if id(p) not in chosen]
+        self.adamw = torch.optim.AdamW([{"params": [p for p in others if p.dim() >= 2], "weight_decay": weight_decay},
+                                        {"params": [p for p in others if p.dim() < 2], "weight_decay": 0.0}],
+                                       lr=learning_rate, betas=betas, foreach=True)
+        self.muon_group = {"params": hidden, "lr": muon_lr, "lr_scale": muon_lr / learning_rate, "momentum": momentum}
+        self.param_groups = [self.muon_group] + self.adamw.param_groups
+        self.buffers = [torch.zeros_like(p) for p in hidden]
+
+    def zero_grad(self, set_to_none=True):
+        self.adamw.zero_grad(set_to_none=set_to_none)
+        for p in self.muon_group["params"]:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.adamw.step()
+        group = self.muon_group
+        for p, buf in zip(group["params"], self.buffers):
+            buf.mul_(group["momentum"]).add_(p.grad)
+            update = newton_schulz(p.grad + group["momentum"] * buf)
+            p.sub_(update, alpha=group["lr"] * max(1.0, p.shape[0] / p.shape[1]) ** 0.5)
+
+
+def newton_schulz(grad, steps=5):
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = grad.T if grad.shape[0] > grad.shape[1] else grad
+    x = x / (x.norm() + 1e-7)
+    for _ in range(steps):
+        A = x @ x.T
+        x = a * x + (b * A + c * (A @ A)) @ x
+    return x.T if grad.shape[0] > grad.shape[1] else x
+
+
 def torch_step(model, opt):
     """One training step: forward, backward, clip to 1.0, AdamW; returns the loss."""
     def step(idx, targets):
@@ -143,7 +216,8 @@ def main(argv):
     keep_freed_memory()
     from benchmarks.configs import CONFIGS, SAMPLE_TOKENS, make_batch, median_seconds, peak_rss_mib
 
-    config = types.SimpleNamespace(**CONFIGS[name]["config"], bias=True)
+    gpt2_parts = dict(bias=True, positions="learned", norm="layer", mlp="gelu", qk_norm=False, tie_weights=True)
+    config = types.SimpleNamespace(**CONFIGS[name]["config"], **gpt2_parts)  # gpt.model.RECIPES["gpt2"]
     if kind == "memory":
         model = TorchGPT(config)
         step = torch_step(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.99)))

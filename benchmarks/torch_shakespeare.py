@@ -61,7 +61,7 @@ def main(path, threads=2, family="gpt"):
             evaluate()
         lr = optim.cosine_lr(it, c.learning_rate, c.min_lr, c.warmup_iters, c.max_iters)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's group runs at its multiple of the rate
         step(*data.get_batch(tokens.train, c.batch_size, c.block_size, rng))
     losses = evaluate()
     print(f"PyTorch twin: step {c.max_iters}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}; "

@@ -25,7 +25,8 @@ def build_arg_parser(description=__doc__):
         if f.type in (bool, bool | None):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=help + " (default: %(default)s)")
+            shown = "" if f.default is None else " (default: %(default)s)"  # None: the help says what decides it
+            parser.add_argument(flag, type=f.type, default=f.default, help=help + shown)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for the numba kernels and OpenBLAS (default: this machine's cores shared "
                              "among its MPI ranks, at most 2; so 1 per rank for mpirun -n 2 on 2 cores)")

@@ -78,7 +78,7 @@ def given_flags(parser, argv, names):
 
 
 def given_by_default(config):
-    """For runs built in code: the settings that differ from TrainConfig's defaults (for the same model family,
-    whose defaults differ: n_layer) count as given."""
-    defaults = type(config)(model=config.model)
+    """For runs built in code: the settings that differ from TrainConfig's defaults (for the same model family
+    and recipe, whose defaults differ: n_layer, batch_size, ...) count as given."""
+    defaults = type(config)(model=config.model, recipe=config.recipe)
     return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(defaults, f.name)}
