@@ -10,6 +10,9 @@ CONFIGS = {
     "a": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65), batch_size=12),
     "b": dict(config=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), batch_size=64),
     "bpe": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024), batch_size=16),
+    # config a in the modern recipe (gpt/model.py): the same size, batch and context; Muon; a sliding KV cache
+    "a-modern": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, recipe="modern"),
+                     batch_size=12),
 }
 # The LSTM rows: the PyTorch anchor of the LSTM-vs-GPT comparison (2 layers, embedding 128, hidden 232;
 # 0.79 M parameters, as config a's GPT), trained at config a's batch and context.

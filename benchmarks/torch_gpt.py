@@ -52,6 +52,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                # rotary: a sliding window (the oldest position goes; keys keep their turn), as gpt/generate.py
+                k, v = k[:, :, -self.config.block_size:], v[:, :, -self.config.block_size:]
             cache["k"], cache["v"] = k, v
         if q.shape[2] == k.shape[2]:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -132,7 +134,7 @@ class TorchGPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Sampling with a KV cache, nanoGPT's crop at block_size."""
+        """Sampling with a KV cache: nanoGPT's crop at block_size, or with rotary positions a sliding window."""
         cache, start = {}, 0
         logits, _ = self(idx, cache=cache)
         start = idx.shape[1]
@@ -143,7 +145,7 @@ class TorchGPT(nn.Module):
                 logits[logits < v[:, [-1]]] = -math.inf
             next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
             idx = torch.cat((idx, next_id), dim=1)
-            if start >= self.config.block_size:  # the cache is full: re-prefill on the last block_size tokens
+            if start >= self.config.block_size and self.config.positions == "learned":  # full: re-prefill
                 cache, start = {}, 0
                 logits, _ = self(idx[:, -self.config.block_size:], cache=cache)
                 start = self.config.block_size

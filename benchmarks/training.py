@@ -106,7 +106,8 @@ def sample_row(name: str, threads: int, quick: bool, batch: int = 1) -> dict:
     rounds = 2 if quick else 3
     seconds = median_seconds(lambda: model.generate(prompt, max_new_tokens=SAMPLE_TOKENS, seed=0), rounds, 1)
     tokens = batch * SAMPLE_TOKENS
-    row = {"name": f"sample {SAMPLE_TOKENS} tokens, config {name}, batch {batch}, KV cache", "unit": "tokens/s",
+    cache = "sliding KV cache" if model.config.positions == "rotary" else "KV cache"
+    row = {"name": f"sample {SAMPLE_TOKENS} tokens, config {name}, batch {batch}, {cache}", "unit": "tokens/s",
            "ours": tokens / seconds}
     peer = run_peer("sample", name, threads, rounds, batch=batch)
     if peer is not None:
@@ -206,13 +207,13 @@ def under_load_row(idle: dict, threads: int, quick: bool) -> dict:
 
 
 def run(quick: bool, threads: int) -> list:
-    trains = [train_row(name, threads, quick) for name in ("a", "bpe", "b")]
+    trains = [train_row(name, threads, quick) for name in ("a", "bpe", "b", "a-modern")]
     ceiling = blas_gflops()
     rows = [row for train in trains for row in (train, compute_rate_row(train, ceiling))]
     rows.insert(1, own_loop_row(trains[0], quick))
     rows.append(under_load_row(trains[0], threads, quick))
-    rows += [sample_row("a", threads, quick), sample_row("b", threads, quick), weight_products_row("b", quick),
-             sample_row("a", threads, quick, 8)]
+    rows += [sample_row("a", threads, quick), sample_row("a-modern", threads, quick), sample_row("b", threads, quick),
+             weight_products_row("b", quick), sample_row("a", threads, quick, 8)]
     rows += [memory_row(name, threads, quick) for name in ("a", "bpe", "b")]
     return rows
 

@@ -10,7 +10,8 @@ parameter counts: "small" is the main job's GPT (4 layers, 128 wide, 0.80 M) aga
 whose hidden width is chosen to match its count. Each pair trains for equal wall-clock budgets (seconds of
 training steps, evaluations not counted): a short calibration measures each model's seconds per step on this
 machine, and the run gets budget / (seconds per step) steps, with the learning-rate schedule stretched to
-them. Every run is cached under --out-dir, so a rerun only draws the plot and the table.
+them (gpt/experiments/timed_runs.py). Every run is cached under --out-dir, so a rerun only draws the plot and
+the table.
 
 Prints a table (final validation loss per model and budget, the steps and tokens each got) and says where,
 if anywhere, the transformer overtakes the LSTM; draws validation loss against training seconds and against
@@ -18,8 +19,6 @@ tokens seen to lstm_vs_gpt.png. Wall-clock budgets depend on the machine and on 
 calibrate and run with nothing else busy, and read the tokens-seen panel for what does not.
 """
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -30,12 +29,11 @@ from gpt.train import data  # noqa: E402
 from gpt.lstm import hidden_matching  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.storage import pyplot, save_png  # noqa: E402
-from gpt.train.log import TrainingLog  # noqa: E402
-from gpt.train import TrainConfig, Trainer  # noqa: E402
+from gpt.experiments.timed_runs import budget_overrides, calibrate, run  # noqa: E402
+from gpt.train import TrainConfig  # noqa: E402
 
 GPT_SIZES = {"small": dict(n_layer=4, n_head=4, n_embd=128), "large": dict(n_layer=6, n_head=6, n_embd=192)}
 LSTM_EMBED = {"small": 128, "large": 192}
-CALIBRATION_STEPS = 12
 
 
 def settings(family, size, vocab_size):
@@ -47,44 +45,6 @@ def settings(family, size, vocab_size):
     gpt_params = GPT(GPTConfig(vocab_size=vocab_size, **GPT_SIZES[size])).num_parameters()  # as the trainer counts
     return dict(model="lstm", n_layer=2, n_embd=LSTM_EMBED[size],
                 n_hidden=hidden_matching(gpt_params, LSTM_EMBED[size], vocab_size))
-
-
-def seconds_per_step(log_rows, batch_tokens):
-    """Training seconds of each logged step, from the tokens/s the trainer logged for it."""
-    return [batch_tokens / float(r["tokens_per_s"]) for r in log_rows if r["kind"] == "step"]
-
-
-def run(base, name, overrides, out_dir):
-    """Train once (or read the cached result): {'evals': [(seconds, tokens, val)], 'val', 'params', ...}."""
-    result_file = out_dir / name / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    config = dataclasses.replace(base, out_dir=str(out_dir / name), **overrides)
-    trainer = Trainer(config)
-    trainer.train()
-    rows = TrainingLog.read(Path(config.out_dir) / "log.csv")
-    batch_tokens = config.batch_size * config.block_size
-    step_seconds = seconds_per_step(rows, batch_tokens)
-    elapsed, evals, clock = {0: 0.0}, [], 0.0
-    for r, dt in zip([r for r in rows if r["kind"] == "step"], step_seconds):
-        clock += dt
-        elapsed[int(r["step"])] = clock  # a "step" row carries the step count after that step
-    for r in rows:
-        if r["kind"] == "eval":
-            step = int(r["step"])
-            evals.append((elapsed.get(step, clock), step * batch_tokens, float(r["val_loss"])))
-    result = dict(evals=evals, val=evals[-1][2], steps=config.max_iters, seconds=clock,
-                  median_step_seconds=sorted(step_seconds)[len(step_seconds) // 2],
-                  params=trainer.model.num_parameters(), overrides=overrides)
-    result_file.write_text(json.dumps(result, indent=1))
-    return result
-
-
-def calibrate(base, overrides, out_dir, name):
-    """Median seconds per training step of this model here (cached with the runs)."""
-    result = run(dataclasses.replace(base, eval_interval=10**9, eval_iters=1),
-                 name, dict(overrides, max_iters=CALIBRATION_STEPS, warmup_iters=1), out_dir)
-    return result["median_step_seconds"]
 
 
 def main():
@@ -109,11 +69,10 @@ def main():
             overrides = settings(family, size, vocab)
             per_step = calibrate(base, overrides, out_dir, f"{size}-{family}-calibrate-seed{args.seed}")
             for budget in budgets:
-                steps = max(int(budget / per_step), 20)
-                run_overrides = dict(overrides, max_iters=steps, lr_decay_iters=steps,
-                                     warmup_iters=min(100, steps // 10), eval_interval=max(steps // 8, 1))
+                run_overrides = budget_overrides(overrides, budget, per_step)
                 name = f"{size}-{family}-{budget:g}s-seed{args.seed}"
-                print(f"{name}: {steps} steps ({per_step * 1e3:.0f} ms/step calibrated)", flush=True)
+                print(f"{name}: {run_overrides['max_iters']} steps ({per_step * 1e3:.0f} ms/step calibrated)",
+                      flush=True)
                 result = run(base, name, run_overrides, out_dir)
                 table.append((size, family, budget, result))
                 curves[(size, family, budget)] = result["evals"]

