@@ -46,6 +46,7 @@ HOW = {
     "python examples/finetune_instructions.py": "help",  # its --tiny run: tests/test_instruct_example.py
     "python examples/ulmfit_vs_gpt.py": "help",  # its --tiny run: tests/test_ulmfit_example.py
     "python examples/lstm_vs_gpt.py": "help",  # budgets of minutes
+    "python examples/recipe_ablation.py": "tiny",
     "python -m gpt.train": "help",
     "python -m gpt.sample": "help",  # needs a trained checkpoint
     "python -m gpt.chat": "help",  # needs a trained checkpoint, reads stdin

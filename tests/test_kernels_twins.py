@@ -34,7 +34,8 @@ def test_each_reference_names_its_kernel():
              (F.embedding_backward, K.embedding.embedding_backward),
              (F.attention_forward, K.attention.attention_forward),
              (F.attention_backward, K.attention.attention_backward), (adamw_step, K.adamw.adamw_step),
-             (M.rms_norm_forward, K.rms_norm.rms_norm_forward), (M.rms_norm_backward, K.rms_norm.rms_norm_backward)]
+             (M.rms_norm_forward, K.rms_norm.rms_norm_forward), (M.rms_norm_backward, K.rms_norm.rms_norm_backward),
+             (M.rotary_forward, K.rotary.rotary_forward)]
     for decorated, kernel in pairs:
         assert decorated.kernel is kernel
         assert decorated.reference is not kernel and decorated.reference.__name__ == decorated.__name__
@@ -90,6 +91,14 @@ def test_rms_norm(shape, dtype, layout, seed, with_weight):
         assert dweight is None and dweight_want is None
     else:
         assert_close(dweight, dweight_want, dtype)
+
+
+@given(st.lists(dims, min_size=0, max_size=2), dims, st.integers(1, 4), dtypes, layouts, seeds)
+def test_rotary(lead, T, half, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x = make(rng, (*lead, T, 2 * half), dtype, layout, scale=2.0)
+    cos, sin = (a.astype(dtype) for a in M.rotary_angles(rng.integers(0, 5000, T), 2 * half))
+    assert_close(*both(M.rotary_forward, x, cos, sin), dtype)
 
 
 @given(dims, st.integers(1, 70), dtypes, layouts, seeds)

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from . import adamw, attention, cross_entropy, embedding, gelu, layer_norm, lstm, rms_norm, softmax
+from . import adamw, attention, cross_entropy, embedding, gelu, layer_norm, lstm, rms_norm, rotary, softmax
 from . import runtime
 from .runtime import blas_kernel, blas_threads_settable, set_num_threads, usable_cores
 
@@ -92,4 +92,4 @@ def fast_kernel(kernel):
 
 __all__ = ["BACKEND", "BACKENDS", "MIN_KERNEL_SIZE", "use_backend", "fast_kernel", "set_num_threads",
            "blas_kernel", "blas_threads_settable", "usable_cores", "runtime", "adamw", "attention", "cross_entropy", "embedding", "gelu",
-           "layer_norm", "lstm", "rms_norm", "softmax"]
+           "layer_norm", "lstm", "rms_norm", "rotary", "softmax"]
