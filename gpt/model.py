@@ -25,7 +25,8 @@ from nanograd.flat_adamw import FlatAdamW
 from nanograd.optim import Muon
 
 
-# The parts of each recipe. Any part a GPTConfig is given overrides its recipe's.
+# The parts of each recipe. Any part a GPTConfig is given overrides its recipe's. The rest are filled in when the
+# config is built, so change recipes with a new GPTConfig(recipe=...): dataclasses.replace keeps the filled parts.
 RECIPES = {
     "gpt2": dict(bias=True, positions="learned", norm="layer", mlp="gelu", qk_norm=False, tie_weights=True,
                  zero_init=False, optimizer="adamw"),

@@ -224,6 +224,16 @@ def test_a_model_without_biases_cannot_be_saved(tmp_path):
     assert not (tmp_path / "nobias").exists()
 
 
+@pytest.mark.parametrize("parts, message", [(dict(recipe="modern"), "untied"),
+                                             (dict(positions="rotary"), "positions='rotary'"),
+                                             (dict(recipe="modern", tie_weights=True, bias=True), "norm='rms'")])
+def test_a_model_of_other_parts_than_gpt2s_cannot_be_saved_as_gpt2(tmp_path, parts, message):
+    model = GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=1, n_head=2, n_embd=8, **parts))
+    with pytest.raises(PretrainedError, match=message):
+        save_pretrained(model, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
 def test_the_public_face_and_sample_command_open_a_pretrained_folder(folder, tmp_path, capsys):
     model, tok = gpt.load_pretrained(folder)
     gpt.save_pretrained(model, tmp_path / "again", tok)

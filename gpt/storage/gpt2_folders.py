@@ -28,7 +28,7 @@ from tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer
 from tokenizer import load as load_tokenizer_model
 from tokenizer.interop import write_gpt2_files
 from gpt.storage.atomic import replace_dir_atomic
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT, GPTConfig, RECIPES
 from gpt.storage.safetensors_header import check_safetensors, check_weight_shapes
 
 WEIGHTS_FILE = "model.safetensors"
@@ -110,6 +110,11 @@ def config_to_hf(config):
     if not config.bias:
         raise PretrainedError("the GPT-2 layout has biases in every Linear and LayerNorm; a model built with "
                               "bias=False cannot be saved in it")
+    other = [f"{part}={getattr(config, part)!r}" for part in ("positions", "norm", "mlp", "qk_norm")
+             if getattr(config, part) != RECIPES["gpt2"][part]]
+    if other:
+        raise PretrainedError(f"the GPT-2 layout holds GPT-2's parts only; this model has {', '.join(other)} "
+                              f"(recipe {config.recipe!r})")
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_ctx": config.block_size,
