@@ -25,6 +25,9 @@ step runs (embedding, linear, layer norm, GELU, attention with its softmax, cros
 9. gpt/model.py: GPT-2 on those ops (`attn.fused = False` runs attention written out in Tensor ops).
 10. gpt/train/loop.py (`optimizer_step`: the step every training loop here takes), gpt/train/trainer.py
     (`Trainer.train_step`), then gpt/generate.py (KV cache, sampling).
+11. Today's parts, beside GPT-2's: functional_modern.py (`rms_norm`, `rotary`, `relu_squared`, each forward
+    beside its backward), optim.py's `newton_schulz` and `Muon`, and the lines of gpt/model.py where its
+    two recipes differ (`recipe="modern"`); gpt/generate.py's KVCache then slides instead of starting over.
 Last, if at all: the `@njit` functions in kernels/*.py, kernels/fastmath.py, kernels/runtime.py (thread pools),
 flat_adamw.py, draw.py (graph pictures), recurrent.py (the LSTM recurrence).
 

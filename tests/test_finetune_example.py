@@ -115,8 +115,14 @@ def test_example_smoke_run(tmp_path):
 _KEYED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in pretrain_cache.NOT_IN_KEY]
 
 
-def _changed(value):
-    """Another valid value of a setting: a probability or a rate stays within [0, 1) when it was there."""
+OTHER_CHOICE = {"recipe": "modern", "positions": "rotary", "norm": "rms", "mlp": "relu2", "optimizer": "muon"}
+
+
+def _changed(value, name=None):
+    """Another valid value of a setting: a probability or a rate stays within [0, 1) when it was there; a choice
+    (the GPT's recipe and parts) another of its choices."""
+    if name in OTHER_CHOICE:
+        return OTHER_CHOICE[name]
     if isinstance(value, bool):
         return not value
     if isinstance(value, float):
@@ -129,7 +135,7 @@ def _changed(value):
 @given(st.sampled_from(_KEYED))
 def test_every_training_setting_changes_the_pretraining_key(name):
     config = TrainConfig(max_iters=100, tokenizer="bpe")
-    other = dataclasses.replace(config, **{name: _changed(getattr(config, name))})
+    other = dataclasses.replace(config, **{name: _changed(getattr(config, name), name)})
     assert pretrain_cache.pretrain_key("text", other) != pretrain_cache.pretrain_key("text", config)
 
 
