@@ -57,6 +57,7 @@ HOW = {
     "python -m benchmarks.torch_shakespeare": "source",  # minutes, and PyTorch
     "python -m benchmarks.profile": "source",  # runs under py-spy
     "python -m benchmarks.sliding_window_loss": "help",  # needs a trained checkpoint
+    "python -m benchmarks.val_loss": "help",  # needs a trained checkpoint
 }
 LAUNCHERS = ("mpirun -n 2 ", "mpiexec -n 2 ")
 ENV = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+")
