@@ -122,7 +122,7 @@ class TorchGPT(nn.Module):
                                                             ignore_index=-1)
         return logits, loss
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, muon_lr=0.05):
+    def configure_optimizers(self, weight_decay, learning_rate, betas, muon_lr=0.01):  # gpt.model.MUON_LR
         """As gpt.GPT.configure_optimizers: AdamW, or Muon for the blocks' matrices and AdamW for the rest."""
         if getattr(self.config, "optimizer", "adamw") == "muon":
             return TorchMuonWithAdamW(self, weight_decay, learning_rate, betas, muon_lr)

@@ -88,10 +88,11 @@ def report(rows, out_dir):
     previous = None
     for what, r in rows:
         tokens = r["evals"][-1][1]
-        change = "" if previous is None or what.startswith(("the LSTM", "the modern")) else f"{r['val'] - previous:+.3f}"
+        aside = what.startswith(("the LSTM", "the modern"))  # not a stage: no change to report
+        change = "" if previous is None or aside else f"{r['val'] - previous:+.3f}"
         print(f"| {what} | {r['params'] / 1e6:.2f}M | {r['steps']} | {tokens / 1e6:.2f}M | {r['seconds']:.0f} "
               f"| {tokens / r['seconds']:,.0f} | {r['val']:.4f} | {change} |")
-        if not what.startswith(("the LSTM", "the modern")):
+        if not aside:
             previous = r["val"]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))

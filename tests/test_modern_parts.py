@@ -130,7 +130,8 @@ def test_ops_match_pytorch():
     positions = np.arange(7, 12)
     cases = [
         (lambda t, w: F.rms_norm(t, w, 1e-6), lambda t, w: torch.nn.functional.rms_norm(t, (8,), w, 1e-6)),
-        (lambda t, w: F.rms_norm(t, None, 1e-6) * w, lambda t, w: torch.nn.functional.rms_norm(t, (8,), None, 1e-6) * w),
+        (lambda t, w: F.rms_norm(t, None, 1e-6) * w,
+         lambda t, w: torch.nn.functional.rms_norm(t, (8,), None, 1e-6) * w),
         (lambda t, w: F.rotary(t, positions) * w, lambda t, w: _torch_rotary(torch, t, positions) * w),
         (lambda t, w: F.relu_squared(t) * w, lambda t, w: torch.relu(t) ** 2 * w),
     ]
