@@ -8,9 +8,9 @@ context 64), AdamW schedule (lr 1e-3, 100 warmup steps, cosine to 1e-4, clip 1.0
 parameter counts: "small" is the main job's GPT (4 layers, 128 wide, 0.80 M) against a 2-layer LSTM
 (embedding 128, hidden 232, 0.79 M); "large" a 6-layer, 192-wide GPT against a 2-layer LSTM of embedding 192
 whose hidden width is chosen to match its count. Each pair trains for equal wall-clock budgets (seconds of
-training steps, evaluations not counted): a short calibration measures each model's seconds per step on this
-machine, and the run gets budget / (seconds per step) steps, with the learning-rate schedule stretched to
-them (gpt/experiments/timed_runs.py). Every run is cached under --out-dir, so a rerun only draws the plot and
+training steps, evaluations not counted): a calibration measures each model's seconds per step on this
+machine, the models alternating, and the run gets budget / (seconds per step) steps, with the learning-rate
+schedule stretched to them (gpt/experiments/timed_runs.py). Every run is cached under --out-dir, so a rerun only draws the plot and
 the table.
 
 Prints a table (final validation loss per model and budget, the steps and tokens each got) and says where,
@@ -62,18 +62,19 @@ def main():
     out_dir = Path(args.out_dir)
     base = TrainConfig(data=args.data, seed=args.seed, sample_tokens=0, progress=False, eval_iters=20)
     vocab = data.prepare(args.data, "char").tokenizer.vocab_size
+    models = {f"{size}-{family}": settings(family, size, vocab) for size in args.sizes for family in ("lstm", "gpt")}
+    per_step = calibrate(base, models, out_dir, f"calibrate-{'-'.join(args.sizes)}-seed{args.seed}")
     table, curves = [], {}
     for size in args.sizes:
         budgets = args.budgets if size == "small" else args.large_budgets
         for family in ("lstm", "gpt"):
-            overrides = settings(family, size, vocab)
-            per_step = calibrate(base, overrides, out_dir, f"{size}-{family}-calibrate-seed{args.seed}")
+            seconds = per_step[f"{size}-{family}"]
             for budget in budgets:
-                run_overrides = budget_overrides(overrides, budget, per_step)
+                run_overrides = budget_overrides(models[f"{size}-{family}"], budget, seconds)
                 name = f"{size}-{family}-{budget:g}s-seed{args.seed}"
-                print(f"{name}: {run_overrides['max_iters']} steps ({per_step * 1e3:.0f} ms/step calibrated)",
+                print(f"{name}: {run_overrides['max_iters']} steps ({seconds * 1e3:.0f} ms/step calibrated)",
                       flush=True)
-                result = run(base, name, run_overrides, out_dir)
+                result = run(base, name, run_overrides, out_dir, seconds)
                 table.append((size, family, budget, result))
                 curves[(size, family, budget)] = result["evals"]
     report(table, curves, out_dir)

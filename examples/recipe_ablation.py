@@ -7,7 +7,7 @@
 The budget is what the GPT-2 recipe's 2000 steps of batch 12 take here (seconds of training steps, evaluations not
 counted; gpt/experiments/timed_runs.py calibrates each model's seconds per step and gives it the steps that fit).
 Then, one change at a time: rotary positions; RMSNorm without biases; the squared-ReLU MLP; QK-norm with an untied
-head and zero-initialised projections; Muon for the blocks' matrices; the modern recipe's own batch (32) and
+head and zero-initialised projections; Muon for the blocks' matrices; the modern recipe's own batch (24) and
 schedule. The LSTM (gpt/lstm.py, 0.79 M parameters) gets the same budget, and the modern recipe twice and four
 times it. All train in this process on --threads threads (the front door's two MPI ranks are faster still, for
 every row alike).
@@ -34,12 +34,13 @@ GPT2_STEPS = RECIPE_TRAINING["gpt2"]["max_iters"]
 PARTS = [dict(positions="rotary"), dict(norm="rms", bias=False), dict(mlp="relu2"),
          dict(qk_norm=True, tie_weights=False, zero_init=True)]
 STAGES = [("gpt2", "GPT-2 as nanoGPT trains it", dict(recipe="gpt2"))]
-for part, what in zip(PARTS, ("+ rotary positions", "+ RMSNorm, no biases", "+ squared-ReLU MLP",
-                              "+ QK-norm, untied head, zero-init projections")):
-    STAGES.append((what, what, {**STAGES[-1][2], **part}))
-STAGES += [("+ Muon", "+ Muon for the blocks' matrices (batch 12)", dict(recipe="modern", **{
-               k: RECIPE_TRAINING["gpt2"][k] for k in ("batch_size", "learning_rate")})),
-           ("modern", "+ batch 32, the modern recipe's schedule", dict(recipe="modern")),
+WHAT = ("+ rotary positions", "+ RMSNorm, no biases", "+ squared-ReLU MLP",
+        "+ QK-norm, untied head, zero-init projections")
+for part, name, what in zip(PARTS, ("rotary", "rmsnorm", "relu2", "qknorm"), WHAT):
+    STAGES.append((name, what, {**STAGES[-1][2], **part}))
+STAGES += [("muon", "+ Muon for the blocks' matrices (batch 12)", dict(recipe="modern", **{
+               k: RECIPE_TRAINING["gpt2"][k] for k in ("batch_size", "learning_rate", "warmup_iters")})),
+           ("modern", "+ batch 24, the modern recipe's schedule", dict(recipe="modern")),
            ("lstm", "the LSTM, for comparison", dict(model="lstm", n_layer=2))]
 TINY = dict(n_layer=1, n_embd=16, lstm_hidden=16, block_size=16, budget_scale=0.002, multiples=[2], eval_iters=2)
 
@@ -66,19 +67,20 @@ def main(argv=None):
             return dict(overrides, n_embd=args.n_embd, n_hidden=args.lstm_hidden, block_size=args.block_size)
         return dict(overrides, n_layer=args.n_layer, n_embd=args.n_embd, block_size=args.block_size)
 
-    def timed(name, overrides, budget):
-        """The stage's run at `budget` seconds of training (calibrated, then trained; both cached)."""
-        per_step = calibrate(base, sized(overrides), out_dir, f"{name}-calibrate-{tag}")
-        warmup = TrainConfig(**sized(overrides)).warmup_iters  # the recipe's
-        settings = budget_overrides(sized(overrides), budget, per_step, warmup=warmup)
-        print(f"{name}: {settings['max_iters']} steps ({per_step * 1e3:.0f} ms/step calibrated)", flush=True)
-        return run(base, f"{name}-{budget:.4g}s-{tag}", settings, out_dir)
-
-    budget = calibrate(base, sized(STAGES[0][2]), out_dir, f"gpt2-calibrate-{tag}") * GPT2_STEPS * args.budget_scale
+    stages = {name: sized(overrides) for name, _, overrides in STAGES}
+    per_step = calibrate(base, stages, out_dir, f"calibrate-{tag}")  # the stages alternating, so load hits each alike
+    budget = per_step["gpt2"] * GPT2_STEPS * args.budget_scale
     print(f"budget: {budget:.0f} s of training, what {GPT2_STEPS} GPT-2 steps take here\n", flush=True)
-    rows = [(what, timed(name.replace(" ", ""), overrides, budget)) for name, what, overrides in STAGES]
-    rows += [(f"the modern recipe, {m:g}x the time", timed("modern", STAGES[-2][2], m * budget))
-             for m in args.multiples]
+
+    def timed(name, budget):
+        """The stage's run at `budget` seconds of training (cached)."""
+        warmup = TrainConfig(**stages[name]).warmup_iters  # the recipe's
+        settings = budget_overrides(stages[name], budget, per_step[name], warmup=warmup)
+        print(f"{name}: {settings['max_iters']} steps ({per_step[name] * 1e3:.0f} ms/step calibrated)", flush=True)
+        return run(base, f"{name}-{budget:.4g}s-{tag}", settings, out_dir, per_step[name])
+
+    rows = [(what, timed(name, budget)) for name, what, _ in STAGES]
+    rows += [(f"the modern recipe, {m:g}x the time", timed("modern", m * budget)) for m in args.multiples]
     report(rows, out_dir)
 
 
@@ -96,12 +98,12 @@ def report(rows, out_dir):
             previous = r["val"]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = {"GPT-2 as nanoGPT trains it": "tab:blue", "+ batch 32, the modern recipe's schedule": "tab:green",
+    drawn = {"GPT-2 as nanoGPT trains it": "tab:blue", "+ batch 24, the modern recipe's schedule": "tab:green",
              "the LSTM, for comparison": "tab:orange"}
     for what, r in rows:
         seconds, _, val = zip(*r["evals"][1:])  # without step 0
         color = drawn.get(what, "tab:green" if what.startswith("the modern") else "lightgray")
-        label = {"+ batch 32, the modern recipe's schedule": "modern recipe"}.get(what, what)
+        label = {"+ batch 24, the modern recipe's schedule": "modern recipe"}.get(what, what)
         ax.plot(seconds, val, "o-", ms=3, lw=1, color=color, label=label if what in drawn else None,
                 alpha=1.0 if what in drawn else 0.6)
     ax.set_xlabel("training seconds (this machine)")
