@@ -39,7 +39,7 @@ LSTM_EMBED = {"small": 128, "large": 192}
 def settings(family, size, vocab_size):
     """TrainConfig overrides that build this family at this size (the LSTM's hidden width matched to the GPT)."""
     if family == "gpt":
-        return dict(model="gpt", **GPT_SIZES[size])
+        return dict(model="gpt", recipe="gpt2", **GPT_SIZES[size])  # GPT-2's: the schedule the LSTM trains with
     if size == "small":
         return dict(model="lstm", n_layer=2, n_embd=128, n_hidden=232)  # the PyTorch anchor's shape
     gpt_params = GPT(GPTConfig(vocab_size=vocab_size, **GPT_SIZES[size])).num_parameters()  # as the trainer counts

