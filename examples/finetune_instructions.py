@@ -34,6 +34,7 @@ import argparse
 import csv
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,8 @@ def bootstrap(groups, values, rng, draws=BOOTSTRAP_DRAWS):
 
 
 def report(correct, test, rng):
-    """Print the accuracy table and the paired differences; returns the CSV rows."""
+    """Print the accuracy table and the paired differences of the methods that ran; returns the CSV rows."""
+    methods = [m for m in METHODS if m in correct]
     families = [f for f in FAMILIES if any(r.family == f for r in test)]
     groups = [("reading (all)", READING), ("knowledge (all)", KNOWLEDGE), ("all", FAMILIES)]
     selections = [(f, np.asarray([r.family == f for r in test])) for f in families]
@@ -108,12 +110,13 @@ def report(correct, test, rng):
     comparisons = {"fine-tuned - untuned": ("fine-tuned", "untuned"),
                    "fine-tuned - from scratch": ("fine-tuned", "from scratch"),
                    "masked - unmasked": ("fine-tuned", "fine-tuned, unmasked")}
+    comparisons = {name: pair for name, pair in comparisons.items() if set(pair) <= set(methods)}
     rows = []
     print(f"\nexact-match accuracy on {len(test)} held-out records (95% interval, bootstrap over test scenes):")
-    print(f"{'family':20s}{'n':>5s}  " + "".join(f"{m:>24s}" for m in METHODS))
+    print(f"{'family':20s}{'n':>5s}  " + "".join(f"{m:>24s}" for m in methods))
     for name, sel in selections:
         cells = []
-        for method in METHODS:
+        for method in methods:
             values = correct[method][sel].astype(float)
             low, high = bootstrap(scenes[sel], values, rng)
             rows.append(dict(row=name, n=int(sel.sum()), method=method, accuracy=values.mean(), low=low, high=high))
@@ -144,13 +147,14 @@ def plot(rows, path):
     """Grouped bars: accuracy per family and method, with the bootstrap intervals as error bars."""
     plt = pyplot()
     names = list(dict.fromkeys(r["row"] for r in rows))
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(METHODS)
-    for k, method in enumerate(METHODS):
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
         cells = [next(r for r in rows if r["row"] == n and r["method"] == method) for n in names]
         acc = np.asarray([c["accuracy"] for c in cells])
         err = np.asarray([[a - c["low"] for a, c in zip(acc, cells)], [c["high"] - a for a, c in zip(acc, cells)]])
-        ax.bar(np.arange(len(names)) + (k - (len(METHODS) - 1) / 2) * width, acc, width, yerr=err, capsize=2,
+        ax.bar(np.arange(len(names)) + (k - (len(methods) - 1) / 2) * width, acc, width, yerr=err, capsize=2,
                label=method)
     ax.set_xticks(np.arange(len(names)), names, rotation=25, ha="right")
     ax.set(ylabel="exact-match accuracy (held-out scenes)", ylim=(0, 1))
@@ -215,6 +219,8 @@ def build_arg_parser():
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")
     g.add_argument("--test-records", type=int, default=100, help="test records per family")
     g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
+    g.add_argument("--speaker-list", choices=("lines", "commas"), default="lines",
+                   help="answer format of 'speakers in order': one name a line, or 'A, B, A'")
     g.add_argument("--steps", type=int, default=600, help="most optimizer steps of each fine-tune")
     g.add_argument("--batch-size", type=int, default=16, help="records per step")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
@@ -222,6 +228,8 @@ def build_arg_parser():
     g.add_argument("--eval-every", type=int, default=50, help="steps between validation evaluations")
     g.add_argument("--patience", type=int, default=4, help="evaluations without improvement before stopping")
     g.add_argument("--examples", type=int, default=4, help="right and wrong answers to show")
+    g.add_argument("--without", nargs="+", default=[], choices=("unmasked", "scratch"),
+                   help="leave out the unmasked fine-tune or the from-scratch training (quicker, no comparison)")
     return p
 
 
@@ -246,7 +254,8 @@ def run(args):
     pretrained, tok = load_model(ckpt_dir)
     tokenizer_file = load_checkpoint(ckpt_dir).tokenizer_path
     sizes = {"train": args.train_records, "val": args.val_records, "test": args.test_records}
-    records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars)
+    records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars,
+                           speaker_list=args.speaker_list)
     texts = [r.instruction + r.input + r.output for split in records.values() for r in split]
     vocab = InstructVocab.for_texts(tok, pretrained.config.vocab_size, texts)
     print(f"added tokens: {vocab.added}")
@@ -266,8 +275,11 @@ def run(args):
     untuned_first_lines(pretrained, vocab, test_records)
     setups = {"fine-tuned": (True, True, args.lr), "fine-tuned, unmasked": (True, False, args.lr),
               "from scratch": (False, True, args.scratch_lr)}
+    left_out = {"unmasked": "fine-tuned, unmasked", "scratch": "from scratch"}
+    setups = {m: setup for m, setup in setups.items() if m not in {left_out[w] for w in args.without}}
     models = {}
     for method, (from_pretrained, mask_prompt, lr) in setups.items():
+        started = time.perf_counter()
         model = GPT(GPTConfig(**vars(pretrained.config)), seed=args.seed + 1)
         if from_pretrained:
             model.load_state_dict(base_state)
@@ -277,7 +289,8 @@ def run(args):
         correct[method] = greedy_correct(model, test)
         models[method] = model
         print(f"{method}: best val response loss {result.best_val_loss:.3f} at step {result.best_step} "
-              f"(of {result.curve[-1][0]} run); test exact match {correct[method].mean():.3f}")
+              f"(of {result.curve[-1][0]} run); test exact match {correct[method].mean():.3f}; "
+              f"{time.perf_counter() - started:.0f} s")
     save_instruct_checkpoint(out / "ckpt", models["fine-tuned"], vocab, tokenizer_file, args.steps)
 
     rows = report(correct, test_records, np.random.default_rng(args.seed))
