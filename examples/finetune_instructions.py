@@ -49,8 +49,10 @@ from gpt.finetune.instruction_data import (InstructVocab, encode_record, format_
                           grow_token_embeddings)
 from gpt.finetune.instruction_tuning import fine_tune, save_instruct_checkpoint  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
-from gpt.experiments.play_instructions import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402
+from gpt.experiments.play_instructions import (AUXILIARY, FAMILIES, KNOWLEDGE, READING, family_sizes,  # noqa: E402
+                                               make_records)
 from gpt.experiments.pretrain_cache import pretrain_key, train_cached  # noqa: E402
+from gpt.experiments.copy_probe import copy_probe  # noqa: E402
 from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt import load_model  # noqa: E402
 from gpt.experiments.genre_runs import add_pretraining_flags, parse_with_tiny, pretrain_config  # noqa: E402
@@ -61,7 +63,7 @@ METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
             block_size=224, max_passage_chars=100, train_records=24, val_records=4, test_records=8, steps=8,
-            batch_size=8, eval_every=4, examples=1)
+            batch_size=8, eval_every=4, examples=1, repeat_records=8, arms=["scratch", "unmasked"])
 
 
 def pretrain(args):
@@ -188,6 +190,10 @@ def probe_pretrained(model, tok, test):
             text = "".join(stream_text(model, tok, r.input + ending, 40, temperature=0))
             hits += (text.split(":")[0] if family == "next_speaker" else text.split("\n")[0]) == r.output
         print(f"the pretrained model continuing the plays' text itself: {hits} of {len(records)} {family} right")
+    passages = [tok.encode(r.input) for r in test if r.family in READING][:50]
+    first, second = copy_probe(model, passages)
+    print(f"the pretrained model reading {len(passages)} test passages twice: {first:.2f} nats a token the first "
+          f"time, {second:.2f} the second (a model that can copy drops far below the first)")
 
 
 def untuned_first_lines(model, vocab, test):
@@ -215,21 +221,23 @@ def build_arg_parser():
     g = p.add_argument_group("pretraining (without --ckpt)")
     add_pretraining_flags(g, iters=2000)
     g = p.add_argument_group("the records and fine-tuning")
-    g.add_argument("--train-records", type=int, default=600, help="training records per family")
+    g.add_argument("--train-records", type=int, default=5000, help="training records per family")
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")
     g.add_argument("--test-records", type=int, default=100, help="test records per family")
     g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
     g.add_argument("--speaker-list", choices=("lines", "commas"), default="lines",
                    help="answer format of 'speakers in order': one name a line, or 'A, B, A'")
-    g.add_argument("--steps", type=int, default=600, help="most optimizer steps of each fine-tune")
+    g.add_argument("--steps", type=int, default=1500, help="most optimizer steps of each fine-tune")
     g.add_argument("--batch-size", type=int, default=16, help="records per step")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
     g.add_argument("--scratch-lr", type=float, default=1e-3, help="peak learning rate from scratch")
-    g.add_argument("--eval-every", type=int, default=50, help="steps between validation evaluations")
+    g.add_argument("--eval-every", type=int, default=250, help="steps between validation evaluations")
     g.add_argument("--patience", type=int, default=4, help="evaluations without improvement before stopping")
     g.add_argument("--examples", type=int, default=4, help="right and wrong answers to show")
-    g.add_argument("--without", nargs="+", default=[], choices=("unmasked", "scratch"),
-                   help="leave out the unmasked fine-tune or the from-scratch training (quicker, no comparison)")
+    g.add_argument("--repeat-records", type=int, default=10000,
+                   help="training records that ask to repeat a passage (taught, never scored: they teach copying)")
+    g.add_argument("--arms", nargs="*", default=["scratch"], choices=("scratch", "unmasked"),
+                   help="what else to train besides the fine-tune: from scratch, fine-tuned unmasked (none: quicker)")
     return p
 
 
@@ -256,6 +264,8 @@ def run(args):
     sizes = {"train": args.train_records, "val": args.val_records, "test": args.test_records}
     records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars,
                            speaker_list=args.speaker_list)
+    records["train"] += make_records({"train": args.repeat_records}, args.seed, AUXILIARY,
+                                     args.max_passage_chars)["train"]
     texts = [r.instruction + r.input + r.output for split in records.values() for r in split]
     vocab = InstructVocab.for_texts(tok, pretrained.config.vocab_size, texts)
     print(f"added tokens: {vocab.added}")
@@ -264,7 +274,8 @@ def run(args):
         encode_split(vocab, records[split], block, split) for split in ("train", "val", "test"))
     print("records per family (train / val / test): " + ", ".join(
         f"{f} {n}/{family_sizes(val_records).get(f, 0)}/{family_sizes(test_records).get(f, 0)}"
-        for f, n in family_sizes(train_records).items()))
+        for f, n in family_sizes(train_records).items())
+        + f"; and {sum(r.family in AUXILIARY for r in train_records)} to repeat a passage (training only)")
     probe_pretrained(pretrained, tok, test_records)
     grow_token_embeddings(pretrained, vocab.size)
     base_state = {name: array.copy() for name, array in pretrained.state_dict().items()}
@@ -275,8 +286,8 @@ def run(args):
     untuned_first_lines(pretrained, vocab, test_records)
     setups = {"fine-tuned": (True, True, args.lr), "fine-tuned, unmasked": (True, False, args.lr),
               "from scratch": (False, True, args.scratch_lr)}
-    left_out = {"unmasked": "fine-tuned, unmasked", "scratch": "from scratch"}
-    setups = {m: setup for m, setup in setups.items() if m not in {left_out[w] for w in args.without}}
+    arms = {"fine-tuned"} | {{"unmasked": "fine-tuned, unmasked", "scratch": "from scratch"}[a] for a in args.arms}
+    setups = {method: setup for method, setup in setups.items() if method in arms}
     models = {}
     for method, (from_pretrained, mask_prompt, lr) in setups.items():
         started = time.perf_counter()

