@@ -219,9 +219,9 @@ def count_lines(scenes):
 
 
 def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines"):
-    """{split: [Record]} with sizes[split] records of each family (or sizes[split][family], when sizes[split]
-    is a dict), from disjoint scenes (see the module docstring). The same seed gives the same records.
-    speaker_list: "lines" (one name a line) or "commas" ("A, B, A"), the answer format of speakers_in_order."""
+    """{split: [Record]} with sizes[split] records of each family, from disjoint scenes (see the module
+    docstring). The same seed gives the same records. speaker_list: "lines" (one name a line) or "commas"
+    ("A, B, A"), the answer format of speakers_in_order."""
     if speaker_list not in ("lines", "commas"):
         raise ValueError(f"speaker_list must be 'lines' or 'commas', not {speaker_list!r}")
     unknown = sorted(set(families) - set(FAMILIES + AUXILIARY))
@@ -231,10 +231,9 @@ def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speake
     line_counts = count_lines(scenes)
     records = {}
     for k, (split, own) in enumerate(split_scenes(scenes, seed).items()):
-        generator = TaskGenerator(own, line_counts, np.random.default_rng([seed, k]), max_passage_chars, speaker_list)
-        size = sizes.get(split, 0)
-        records[split] = [r for family in families
-                          for r in generator.records(family, size.get(family, 0) if isinstance(size, dict) else size)]
+        rng = np.random.default_rng([seed, k])
+        generator = TaskGenerator(own, line_counts, rng, max_passage_chars, speaker_list)
+        records[split] = [r for family in families for r in generator.records(family, sizes.get(split, 0))]
     return records
 
 
