@@ -12,28 +12,32 @@ validation record quotes; pretraining (on all the plays) has read them, as plain
 model's context: the default model reads 128 BPE tokens (about 450 characters); the 64-character context of
 train_shakespeare.py's model holds almost none, and is refused by name.
 
-Four models answer the same test records, greedily, through the same template (gpt/finetune/instruction_data.py):
+Three models answer the same test records, greedily, through the same template (gpt/finetune/instruction_data.py):
 - untuned: the pretrained model as it is, prompted with the template (its end marker is untrained);
 - fine-tuned: the pretrained model fine-tuned on the training records, the loss on the responses only;
-- fine-tuned, unmasked: the same, the loss also on the prompt tokens;
-- from scratch: the same network, randomly initialised, trained on the same records and batches.
-The fine-tunes stop early on the validation records' response loss. The report: exact-match accuracy per
-family with a 95% interval from a bootstrap over the test scenes (the questions of one scene are not
-independent evidence), the paired differences fine-tuned minus untuned and minus from scratch, a CSV and a
-bar chart in --out-dir, and a few fine-tuned answers, right and wrong, generated token by token. First, a probe:
-how many next speakers and next lines the pretrained model gets right continuing the text in its own format.
+- from scratch: the same network, randomly initialised, trained on the same records and batches;
+and with --arms scratch unmasked a fourth, fine-tuned with the loss also on the prompt tokens. The training
+records include 10,000 that ask to repeat a passage, never scored: the pretrained model cannot copy (the probe
+below), and those records teach it to, for the reading questions. The fine-tunes stop early on the validation
+records' response loss. The report: exact-match accuracy per family with a 95% interval from a bootstrap over
+the test scenes (the questions of one scene are not independent evidence), the paired differences fine-tuned
+minus untuned and minus from scratch, a CSV and a bar chart in --out-dir, and a few fine-tuned answers, right
+and wrong, generated token by token. First, probes of the pretrained model in its own format: how many next
+speakers and next lines it gets right continuing the text, and whether it reads a passage better the second
+time (gpt/experiments/copy_probe.py).
 
-Measured with the defaults (docs/instruction-tuning.md has the table): exact match over 676 test
-records, untuned 0.000 (also 0 of 676 with its first line taken as its answer), fine-tuned 0.123, fine-tuned
-unmasked 0.093, from scratch 0.104; fine-tuned minus from scratch +0.019 (95% interval +0.007 to +0.033), on
-the knowledge families +0.017 (0.000 to +0.037). The probe: 1 of 100 next speakers, 0 of 100 next lines.
-About 11-14 minutes with --threads 1 on a heavily shared 2-core machine once the pretraining (26 minutes there)
-is cached.
+Measured with the defaults (docs/instruction-tuning.md has the table): exact match over 666 test records,
+untuned 0.000, fine-tuned 0.278 (reading 0.495: who says 0.29, speakers in order 0.53, how many 0.78, first
+word 0.37), from scratch 0.135; fine-tuned minus from scratch +0.143 (95% interval +0.11 to +0.18), on reading
++0.260, on knowledge 0.000. The probes: 1 of 100 next speakers, 0 of 100 next lines, 3.56 nats a token reading
+a passage the first time and 3.60 the second. 13.5 minutes from an empty cache with --threads 1 on a shared
+2-core machine whose other core was busy (pretraining included).
 """
 import argparse
 import csv
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +52,10 @@ from gpt.finetune.instruction_data import (InstructVocab, encode_record, format_
                           grow_token_embeddings)
 from gpt.finetune.instruction_tuning import fine_tune, save_instruct_checkpoint  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
-from gpt.experiments.play_instructions import FAMILIES, KNOWLEDGE, READING, family_sizes, make_records  # noqa: E402
+from gpt.experiments.play_instructions import (AUXILIARY, FAMILIES, KNOWLEDGE, READING, family_sizes,  # noqa: E402
+                                               make_records)
 from gpt.experiments.pretrain_cache import pretrain_key, train_cached  # noqa: E402
+from gpt.experiments.copy_probe import copy_probe  # noqa: E402
 from gpt.storage import pyplot, save_png  # noqa: E402
 from gpt import load_model  # noqa: E402
 from gpt.experiments.genre_runs import add_pretraining_flags, parse_with_tiny, pretrain_config  # noqa: E402
@@ -60,7 +66,7 @@ METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
             block_size=224, max_passage_chars=100, train_records=24, val_records=4, test_records=8, steps=8,
-            batch_size=8, eval_every=4, examples=1)
+            batch_size=8, eval_every=4, examples=1, repeat_records=8, arms=["scratch", "unmasked"])
 
 
 def pretrain(args):
@@ -99,7 +105,8 @@ def bootstrap(groups, values, rng, draws=BOOTSTRAP_DRAWS):
 
 
 def report(correct, test, rng):
-    """Print the accuracy table and the paired differences; returns the CSV rows."""
+    """Print the accuracy table and the paired differences of the methods that ran; returns the CSV rows."""
+    methods = [m for m in METHODS if m in correct]
     families = [f for f in FAMILIES if any(r.family == f for r in test)]
     groups = [("reading (all)", READING), ("knowledge (all)", KNOWLEDGE), ("all", FAMILIES)]
     selections = [(f, np.asarray([r.family == f for r in test])) for f in families]
@@ -108,12 +115,13 @@ def report(correct, test, rng):
     comparisons = {"fine-tuned - untuned": ("fine-tuned", "untuned"),
                    "fine-tuned - from scratch": ("fine-tuned", "from scratch"),
                    "masked - unmasked": ("fine-tuned", "fine-tuned, unmasked")}
+    comparisons = {name: pair for name, pair in comparisons.items() if set(pair) <= set(methods)}
     rows = []
     print(f"\nexact-match accuracy on {len(test)} held-out records (95% interval, bootstrap over test scenes):")
-    print(f"{'family':20s}{'n':>5s}  " + "".join(f"{m:>24s}" for m in METHODS))
+    print(f"{'family':20s}{'n':>5s}  " + "".join(f"{m:>24s}" for m in methods))
     for name, sel in selections:
         cells = []
-        for method in METHODS:
+        for method in methods:
             values = correct[method][sel].astype(float)
             low, high = bootstrap(scenes[sel], values, rng)
             rows.append(dict(row=name, n=int(sel.sum()), method=method, accuracy=values.mean(), low=low, high=high))
@@ -144,13 +152,14 @@ def plot(rows, path):
     """Grouped bars: accuracy per family and method, with the bootstrap intervals as error bars."""
     plt = pyplot()
     names = list(dict.fromkeys(r["row"] for r in rows))
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(METHODS)
-    for k, method in enumerate(METHODS):
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
         cells = [next(r for r in rows if r["row"] == n and r["method"] == method) for n in names]
         acc = np.asarray([c["accuracy"] for c in cells])
         err = np.asarray([[a - c["low"] for a, c in zip(acc, cells)], [c["high"] - a for a, c in zip(acc, cells)]])
-        ax.bar(np.arange(len(names)) + (k - (len(METHODS) - 1) / 2) * width, acc, width, yerr=err, capsize=2,
+        ax.bar(np.arange(len(names)) + (k - (len(methods) - 1) / 2) * width, acc, width, yerr=err, capsize=2,
                label=method)
     ax.set_xticks(np.arange(len(names)), names, rotation=25, ha="right")
     ax.set(ylabel="exact-match accuracy (held-out scenes)", ylim=(0, 1))
@@ -184,6 +193,10 @@ def probe_pretrained(model, tok, test):
             text = "".join(stream_text(model, tok, r.input + ending, 40, temperature=0))
             hits += (text.split(":")[0] if family == "next_speaker" else text.split("\n")[0]) == r.output
         print(f"the pretrained model continuing the plays' text itself: {hits} of {len(records)} {family} right")
+    passages = [tok.encode(r.input) for r in test if r.family in READING][:50]
+    first, second = copy_probe(model, passages)
+    print(f"the pretrained model reading {len(passages)} test passages twice: {first:.2f} nats a token the first "
+          f"time, {second:.2f} the second (a model that can copy drops far below the first)")
 
 
 def untuned_first_lines(model, vocab, test):
@@ -211,17 +224,23 @@ def build_arg_parser():
     g = p.add_argument_group("pretraining (without --ckpt)")
     add_pretraining_flags(g, iters=2000)
     g = p.add_argument_group("the records and fine-tuning")
-    g.add_argument("--train-records", type=int, default=600, help="training records per family")
+    g.add_argument("--train-records", type=int, default=5000, help="training records per family")
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")
     g.add_argument("--test-records", type=int, default=100, help="test records per family")
     g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
-    g.add_argument("--steps", type=int, default=600, help="most optimizer steps of each fine-tune")
+    g.add_argument("--speaker-list", choices=("lines", "commas"), default="lines",
+                   help="answer format of 'speakers in order': one name a line, or 'A, B, A'")
+    g.add_argument("--steps", type=int, default=1500, help="most optimizer steps of each fine-tune")
     g.add_argument("--batch-size", type=int, default=16, help="records per step")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
     g.add_argument("--scratch-lr", type=float, default=1e-3, help="peak learning rate from scratch")
-    g.add_argument("--eval-every", type=int, default=50, help="steps between validation evaluations")
+    g.add_argument("--eval-every", type=int, default=250, help="steps between validation evaluations")
     g.add_argument("--patience", type=int, default=4, help="evaluations without improvement before stopping")
     g.add_argument("--examples", type=int, default=4, help="right and wrong answers to show")
+    g.add_argument("--repeat-records", type=int, default=10000,
+                   help="training records that ask to repeat a passage (taught, never scored: they teach copying)")
+    g.add_argument("--arms", nargs="*", default=["scratch"], choices=("scratch", "unmasked"),
+                   help="what else to train besides the fine-tune: from scratch, fine-tuned unmasked (none: quicker)")
     return p
 
 
@@ -246,7 +265,10 @@ def run(args):
     pretrained, tok = load_model(ckpt_dir)
     tokenizer_file = load_checkpoint(ckpt_dir).tokenizer_path
     sizes = {"train": args.train_records, "val": args.val_records, "test": args.test_records}
-    records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars)
+    records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars,
+                           speaker_list=args.speaker_list)
+    records["train"] += make_records({"train": args.repeat_records}, args.seed, AUXILIARY,
+                                     args.max_passage_chars)["train"]
     texts = [r.instruction + r.input + r.output for split in records.values() for r in split]
     vocab = InstructVocab.for_texts(tok, pretrained.config.vocab_size, texts)
     print(f"added tokens: {vocab.added}")
@@ -255,7 +277,8 @@ def run(args):
         encode_split(vocab, records[split], block, split) for split in ("train", "val", "test"))
     print("records per family (train / val / test): " + ", ".join(
         f"{f} {n}/{family_sizes(val_records).get(f, 0)}/{family_sizes(test_records).get(f, 0)}"
-        for f, n in family_sizes(train_records).items()))
+        for f, n in family_sizes(train_records).items())
+        + f"; and {sum(r.family in AUXILIARY for r in train_records)} to repeat a passage (training only)")
     probe_pretrained(pretrained, tok, test_records)
     grow_token_embeddings(pretrained, vocab.size)
     base_state = {name: array.copy() for name, array in pretrained.state_dict().items()}
@@ -266,8 +289,11 @@ def run(args):
     untuned_first_lines(pretrained, vocab, test_records)
     setups = {"fine-tuned": (True, True, args.lr), "fine-tuned, unmasked": (True, False, args.lr),
               "from scratch": (False, True, args.scratch_lr)}
+    arms = {"fine-tuned"} | {{"unmasked": "fine-tuned, unmasked", "scratch": "from scratch"}[a] for a in args.arms}
+    setups = {method: setup for method, setup in setups.items() if method in arms}
     models = {}
     for method, (from_pretrained, mask_prompt, lr) in setups.items():
+        started = time.perf_counter()
         model = GPT(GPTConfig(**vars(pretrained.config)), seed=args.seed + 1)
         if from_pretrained:
             model.load_state_dict(base_state)
@@ -277,7 +303,8 @@ def run(args):
         correct[method] = greedy_correct(model, test)
         models[method] = model
         print(f"{method}: best val response loss {result.best_val_loss:.3f} at step {result.best_step} "
-              f"(of {result.curve[-1][0]} run); test exact match {correct[method].mean():.3f}")
+              f"(of {result.curve[-1][0]} run); test exact match {correct[method].mean():.3f}; "
+              f"{time.perf_counter() - started:.0f} s")
     save_instruct_checkpoint(out / "ckpt", models["fine-tuned"], vocab, tokenizer_file, args.steps)
 
     rows = report(correct, test_records, np.random.default_rng(args.seed))

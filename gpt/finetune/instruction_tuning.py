@@ -14,6 +14,8 @@ vocabulary.
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gpt.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gpt.finetune.instruction_data import IGNORE, InstructVocab, collate, grow_token_embeddings
 from gpt.model import GPTConfig
@@ -42,17 +44,33 @@ def response_loss(model, encoded, batch_size=64):
     return total / max(count, 1)
 
 
+def length_buckets(lengths, batch_size, rng, pool=8):
+    """Endless batches (arrays of indices into `lengths`) of batch_size records each: `pool` batches' worth
+    of records drawn at random without replacement, sorted by length, cut into batches, shuffled. A batch is
+    padded to its longest record, so records of like length together pad less: with the play records
+    (70-130 tokens) a step computes about a quarter fewer positions than on batches drawn whole at random."""
+    lengths = np.asarray(lengths)
+    batch_size = min(batch_size, len(lengths))
+    while True:
+        drawn = rng.choice(len(lengths), size=min(pool * batch_size, len(lengths)), replace=False)
+        drawn = drawn[np.argsort(lengths[drawn], kind="stable")]
+        batches = [drawn[i : i + batch_size] for i in range(0, len(drawn) - batch_size + 1, batch_size)]
+        yield from (batches[k] for k in rng.permutation(len(batches)))
+
+
 def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=50, patience=None,
-              mask_prompt=True, weight_decay=0.1, warmup=20, progress=False):
+              mask_prompt=True, weight_decay=0.1, warmup=20, progress=False, bucket_pool=8):
     """Train `model` on `train` [(ids, n_prompt)] for up to `steps` steps; keep the weights of the lowest
-    validation response loss. mask_prompt=False also trains on the prompt tokens. `progress` is a --progress
-    flag's value (tokenizer/progress.py: None picks by the terminal). Returns a TuneResult."""
+    validation response loss. mask_prompt=False also trains on the prompt tokens. bucket_pool > 1 batches
+    records of like length together (length_buckets); 1 draws every batch at random. `progress` is a
+    --progress flag's value (tokenizer/progress.py: None picks by the terminal). Returns a TuneResult."""
     optimizer = model.configure_optimizers(weight_decay, lr, (0.9, 0.99))
     stopper = EarlyStopping(model, steps, eval_every, patience)
     model.train()
+    batches = length_buckets([len(ids) for ids, _ in train], batch_size, rng, bucket_pool)
 
     def batch_loss():
-        batch = [train[i] for i in rng.choice(len(train), size=min(batch_size, len(train)), replace=False)]
+        batch = [train[i] for i in next(batches)]
         return model(*collate(batch, pad_id=vocab.end_id, mask_prompt=mask_prompt))[1]
 
     def evaluate(step):  # True when training should stop
