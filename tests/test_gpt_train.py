@@ -175,7 +175,8 @@ def test_example_smoke_run_and_sample_cli(tmp_path):
     """The front door end to end, offline: default corpus, tiny model, a few steps; then sample from it."""
     env = dict(os.environ, NANOGRAD_GPT_CACHE=str(tmp_path / "cache"))
     out = tmp_path / "out"
-    args = ["--max-iters", "4", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
+    # No --batch-size: the recipe's default decides it, and whether the batch splits over two ranks.
+    args = ["--max-iters", "4", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
             "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "30", "--out-dir", str(out),
             "--threads", "1"]
     run = subprocess.run([sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *args],
@@ -186,7 +187,7 @@ def test_example_smoke_run_and_sample_cli(tmp_path):
     assert "step 4: train loss" in run.stdout and (out / "ckpt" / "model.safetensors").is_file()
     assert (out / "loss.png").is_file() and len((out / "sample.txt").read_text(encoding="utf-8")) == 30
     # Without --ranks the front door trains as two processes where MPI and two cores are there.
-    assert ("2 MPI ranks" in run.stdout) == (launch.auto_ranks(4) == 2)
+    assert ("2 MPI ranks" in run.stdout) == (launch.auto_ranks(TrainConfig().batch_size) == 2)
     sample = subprocess.run([sys.executable, "-m", "gpt.sample", "--ckpt", str(out / "ckpt"), "--prompt", "ROMEO:",
                              "--max-new-tokens", "25", "--seed", "0"],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

@@ -52,12 +52,12 @@ def main(argv=None, description=__doc__, auto_ranks=False):
                 preflight.check_run(config, given)
             # Only a program started as `python script.py` can be started again as ranks (not one run by %run).
             if args.ranks is None and auto_ranks and sys.argv[0] in sys.orig_argv[1:]:
-                args.ranks = launch.auto_ranks(args.batch_size)  # says so when it picks ranks
+                args.ranks = launch.auto_ranks(config.batch_size)  # says so when it picks ranks
             # Under --ranks N this process becomes `mpiexec -n N` running the user's command (from code, the module's).
             command = sys.orig_argv[1:] if argv is None else ["-m", "gpt.train", *argv]
             if args.progress is None and is_terminal(sys.stderr):
                 command.append("--progress")  # ranks write through the launcher's pipes: only here is the terminal seen
-            launch.launch_ranks(args.ranks, command, args.batch_size)
+            launch.launch_ranks(args.ranks, command, config.batch_size)
             world = distributed.world()
             nanograd.set_num_threads(args.threads or distributed.default_threads(world))
             trainer = Trainer(config, world, given)
