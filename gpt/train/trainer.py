@@ -51,9 +51,11 @@ def _option(default, help):
 # The training settings that differ between the GPT's recipes (gpt/model.py). "gpt2" is nanoGPT's CPU
 # configuration for character-level Shakespeare; "modern" reaches a lower loss in the same time with fewer,
 # larger batches and higher rates (tuned on tinyshakespeare: docs/recipes.md). The LSTM trains with gpt2's.
+# eval_iters * batch_size is 240 for both: the same windows of text, drawn from the same generator, so both
+# recipes' evaluations read the same text (and cost the same).
 RECIPE_TRAINING = {
-    "gpt2": dict(batch_size=12, max_iters=2000, learning_rate=1e-3, warmup_iters=100),
-    "modern": dict(batch_size=24, max_iters=900, learning_rate=2e-3, warmup_iters=50),
+    "gpt2": dict(batch_size=12, max_iters=2000, learning_rate=1e-3, warmup_iters=100, eval_iters=20),
+    "modern": dict(batch_size=24, max_iters=860, learning_rate=2e-3, warmup_iters=50, eval_iters=10),
 }
 
 
@@ -112,7 +114,7 @@ class TrainConfig:
     beta2: float = _option(0.99, "AdamW beta2")
     grad_clip: float = _option(1.0, "clip the global gradient norm to this (0 = off)")
     eval_interval: int = _option(250, "steps between evaluations and checkpoints")
-    eval_iters: int = _option(20, "batches per split in an evaluation")
+    eval_iters: int = _by_recipe("eval_iters", "batches per split in an evaluation")
     seed: int = _option(1337, "seed for initialisation, batches and dropout")
     resume: bool = _option(False, "continue from the checkpoint in out_dir")
     sample_tokens: int = _option(500, "tokens to sample at the end (0 = none)")
