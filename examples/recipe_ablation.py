@@ -40,7 +40,7 @@ WHAT = ("+ rotary positions", "+ RMSNorm, no biases", "+ squared-ReLU MLP",
 for part, name, what in zip(PARTS, ("rotary", "rmsnorm", "relu2", "qknorm"), WHAT):
     STAGES.append((name, what, {**STAGES[-1][2], **part}))
 STAGES += [("muon", "+ Muon for the blocks' matrices (batch 12)", dict(recipe="modern", **{
-               k: RECIPE_TRAINING["gpt2"][k] for k in ("batch_size", "learning_rate", "warmup_iters")})),
+               k: RECIPE_TRAINING["gpt2"][k] for k in ("batch_size", "learning_rate", "warmup_iters", "eval_iters")})),
            ("modern", "+ batch 24, the modern recipe's schedule", dict(recipe="modern")),
            ("lstm", "the LSTM, for comparison", dict(model="lstm", n_layer=2))]
 TINY = dict(n_layer=1, n_embd=16, lstm_hidden=16, block_size=16, budget_scale=0.002, multiples=[2], eval_iters=2)
@@ -56,7 +56,8 @@ def main(argv=None):
     parser.add_argument("--out-dir", default="out/recipe_ablation", help="runs (the cache), plot")
     parser.add_argument("--tiny", action="store_true", help="a tiny model and budget: a smoke run of seconds")
     add_progress_flag(parser)
-    parser.set_defaults(n_layer=4, n_embd=128, lstm_hidden=232, block_size=64, budget_scale=1.0, eval_iters=20)
+    # eval_iters None: each recipe's, so that every stage is scored on the same 240 windows of validation text
+    parser.set_defaults(n_layer=4, n_embd=128, lstm_hidden=232, block_size=64, budget_scale=1.0, eval_iters=None)
     args = parse_with_tiny(parser, argv, TINY, [])
     nanograd.set_num_threads(args.threads or min(2, nanograd.usable_cores()))
     out_dir = Path(args.out_dir)

@@ -1,4 +1,4 @@
-"""A decoder-only transformer (GPT-2) and an AWD-LSTM on nanograd, trained and sampled on CPU.
+"""A decoder-only transformer (GPT-2's recipe and a modern one) and an AWD-LSTM on nanograd, trained and sampled on CPU.
 
 The package by role, model first:
     model.py, lstm.py, generate.py    the models and generation (KV cache, sampling); read model.py first

@@ -219,18 +219,22 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, c
     assert len((Path(config.out_dir) / "sample.txt").read_text(encoding="utf-8")) == 20
 
 
-def test_two_ranks_train_the_lstm_like_one_process(tmp_path, config):
-    """The front door trains as two ranks by default, so `--model lstm` does too: the same weights as one
-    process on the same global batches, up to float32 rounding."""
-    mpirun = _mpirun()
-    lstm = dataclasses.replace(config, model="lstm", n_layer=1, n_embd=16, n_hidden=24, max_iters=4)
-    run = subprocess.run([*mpirun, sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *_flags(lstm)],
+def _trained_as_two_ranks_and_as_one(tmp_path, config):
+    """(checkpoint of two ranks, checkpoint of one process) after `config` trained both ways."""
+    run = subprocess.run([*_mpirun(), sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *_flags(config)],
                          capture_output=True, text=True, env=_environment_without_launcher(tmp_path), timeout=120)
     assert run.returncode == 0, run.stderr
     assert "2 MPI ranks" in run.stdout
-    single = dataclasses.replace(lstm, out_dir=str(tmp_path / "single"))
+    single = dataclasses.replace(config, out_dir=str(tmp_path / "single"))
     Trainer(single, distributed.World()).train()
-    mpi_ckpt, single_ckpt = (load_checkpoint(Path(c.out_dir) / "ckpt") for c in (lstm, single))
+    return tuple(load_checkpoint(Path(c.out_dir) / "ckpt") for c in (config, single))
+
+
+def test_two_ranks_train_the_lstm_like_one_process(tmp_path, config):
+    """The front door trains as two ranks by default, so `--model lstm` does too: the same weights as one
+    process on the same global batches, up to float32 rounding."""
+    lstm = dataclasses.replace(config, model="lstm", n_layer=1, n_embd=16, n_hidden=24, max_iters=4)
+    mpi_ckpt, single_ckpt = _trained_as_two_ranks_and_as_one(tmp_path, lstm)
     assert mpi_ckpt.step == single_ckpt.step == 4
     for name, expected in single_ckpt.model.items():
         # As for the GPT above: float32 rounding of the ranks' other summation order, measured <= 4.3e-7 here
@@ -238,23 +242,20 @@ def test_two_ranks_train_the_lstm_like_one_process(tmp_path, config):
         np.testing.assert_allclose(mpi_ckpt.model[name], expected, rtol=0, atol=1e-6, err_msg=name)
 
 
-
-def test_two_ranks_share_muons_work_and_train_the_modern_recipe_like_one_process(tmp_path, config):
-    """Muon's Newton-Schulz is split between the ranks (each orthogonalises every other matrix and broadcasts
-    it): the weights are still those of one process, up to float32 rounding."""
-    mpirun = _mpirun()
-    modern = dataclasses.replace(config, recipe="modern", max_iters=4)
-    run = subprocess.run([*mpirun, sys.executable, str(REPO / "examples" / "train_shakespeare.py"), *_flags(modern)],
-                         capture_output=True, text=True, env=_environment_without_launcher(tmp_path), timeout=120)
-    assert run.returncode == 0, run.stderr
-    single = dataclasses.replace(modern, out_dir=str(tmp_path / "single"))
-    Trainer(single, distributed.World()).train()
-    mpi_ckpt, single_ckpt = (load_checkpoint(Path(c.out_dir) / "ckpt") for c in (modern, single))
+def test_two_ranks_train_gpt2s_recipe_like_one_process(tmp_path, config):
+    """The test above trains the default (modern) recipe, whose Muon splits its Newton-Schulz work between the
+    ranks; GPT-2's recipe (AdamW) trains as one process too."""
+    gpt2 = TrainConfig(**{**dataclasses.asdict(config), "recipe": "gpt2", "max_iters": 4})
+    mpi_ckpt, single_ckpt = _trained_as_two_ranks_and_as_one(tmp_path, gpt2)
     assert mpi_ckpt.step == single_ckpt.step == 4
     for name, expected in single_ckpt.model.items():
-        # Measured <= 2.8e-7 after 4 steps; a matrix updated with another rank's direction, or not at all, is off by
-        # ~lr = 1e-2 per step, and training on half of each batch moves every tensor by far more than 1e-5.
-        np.testing.assert_allclose(mpi_ckpt.model[name], expected, rtol=0, atol=1e-5, err_msg=name)
+        if name.endswith("attn.c_attn.bias"):  # the key bias: rounding noise normalised by AdamW (see above)
+            keys = slice(config.n_embd, 2 * config.n_embd)
+            mpi, expected = np.delete(mpi_ckpt.model[name], keys), np.delete(expected, keys)
+        else:
+            mpi = mpi_ckpt.model[name]
+        np.testing.assert_allclose(mpi, expected, rtol=0, atol=1e-6, err_msg=name)
+
 
 DRIVER = """
 import json, sys
