@@ -117,7 +117,7 @@ class CausalSelfAttention(nn.Module):
         if self.rotary:
             q, k = F.rotary(q, positions), F.rotary(k, positions)  # turned by position: q.k sees only distance
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, nh, S, hs): the keys and values of all S positions so far
+            k, v = cache.append(k, v)  # (B, nh, S, hs): the positions so far (a sliding cache: the last block_size)
         if self.fused:
             y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
         else:
