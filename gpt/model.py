@@ -105,9 +105,9 @@ class CausalSelfAttention(nn.Module):
         self.fused = True
         self.att = None
 
-    def forward(self, x, positions, cache=None):
-        """x (B, T, C) -> (B, T, C); positions (T,): where x's rows sit in the sequence. `cache` (generation
-        only): this layer's keys and values of earlier positions."""
+    def forward(self, x, angles=None, cache=None):
+        """x (B, T, C) -> (B, T, C). angles: with rotary positions, (cos, sin) (T, hs/2) of x's rows' positions
+        (F.rotary_angles). `cache` (generation only): this layer's keys and values of earlier positions."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs): q, k and v, each cut into nh heads
@@ -115,7 +115,7 @@ class CausalSelfAttention(nn.Module):
         if self.qk_norm:
             q, k = F.rms_norm(q), F.rms_norm(k)  # (B, nh, T, hs), each vector of RMS 1: no score can blow up
         if self.rotary:
-            q, k = F.rotary(q, positions), F.rotary(k, positions)  # turned by position: q.k sees only distance
+            q, k = F.rotary(q, *angles), F.rotary(k, *angles)  # turned by position: q.k sees only distance
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, S, hs): the positions so far (a sliding cache: the last block_size)
         if self.fused:
@@ -152,8 +152,8 @@ class Block(nn.Module):
         self.ln_2 = _norm(config)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x, positions, cache=None):
-        x = x + self.attn(self.ln_1(x), positions, cache)
+    def forward(self, x, angles=None, cache=None):
+        x = x + self.attn(self.ln_1(x), angles, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -216,11 +216,14 @@ class GPT(nn.Module):
         self._check_length(T if self.config.positions == "rotary" else start + T)
         positions = np.arange(start, start + T)  # (T,)
         x = F.embedding(idx, self.transformer.wte.weight)  # (B, T, C)
+        angles = None
         if self.config.positions == "learned":
             x = x + F.embedding(positions, self.transformer.wpe.weight)  # (B, T, C) + (T, C)
+        else:  # rotary: each position's (cos, sin) (T, hs/2), once for q and k of every layer
+            angles = F.rotary_angles(positions, self.config.n_embd // self.config.n_head, x.dtype)
         x = F.dropout(x, self.config.dropout, self.training)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, positions, None if cache is None else cache.layers[i])
+            x = block(x, angles, None if cache is None else cache.layers[i])
         return self.transformer.ln_f(x)
 
     def forward(self, idx, targets=None, cache=None):

@@ -19,7 +19,7 @@ from . import kernels
 from .kernels import fast_kernel
 from .random import generator
 from .tensor import Tensor, check_axis
-from .functional_modern import relu_squared, rms_norm, rotary  # noqa: F401  (F.rms_norm etc.)
+from .functional_modern import relu_squared, rms_norm, rotary, rotary_angles  # noqa: F401  (F.rms_norm etc.)
 
 
 def _to_last(a: np.ndarray, axis: int) -> np.ndarray:

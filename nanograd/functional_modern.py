@@ -58,12 +58,13 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-6) -> Tens
 
 # ---- rotary position embedding: x, y, dy, dx (..., T, hs); positions (T,); cos, sin (T, hs/2) ------------
 
-def rotary_angles(positions, head_size, base=10000.0):
-    """(cos, sin), each (T, hs/2): pair i of the position p turns by p * base^(-2i/hs). The first pairs turn
-    fast (they tell near positions apart), the last ones slowly (they still differ far away)."""
+def rotary_angles(positions, head_size, dtype=np.float32, base=10000.0):
+    """(cos, sin), each (T, hs/2) in `dtype`: pair i of the position p turns by p * base^(-2i/hs). The first pairs
+    turn fast (they tell near positions apart), the last ones slowly (they still differ far away). Computed in
+    float64, as a position times a small frequency must not round before its cosine is taken."""
     inv_freq = base ** (-np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
     angles = np.asarray(positions, dtype=np.float64)[:, None] * inv_freq  # (T, hs/2)
-    return np.cos(angles), np.sin(angles)
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
 
 
 @fast_kernel(kernels.rotary.rotary_forward)
@@ -83,15 +84,16 @@ def rotary_backward(dy, cos, sin):
     return rotary_forward(dy, cos, -sin)
 
 
-def rotary(x: Tensor, positions, base: float = 10000.0) -> Tensor:
-    """x (..., T, hs) with its time axis second to last (q or k of shape (B, nh, T, hs)), each position's
-    vector turned by the angles of `positions` (T,) ints: absolute positions, so a KV cache keeps keys
-    turned once, and its window can slide (gpt/generate.py)."""
-    positions = np.asarray(positions)
-    if x.ndim < 2 or x.shape[-1] % 2 or positions.shape != (x.shape[-2],):
-        raise ValueError(f"rotary: input of shape {x.shape} needs an even last axis and one position per row "
-                         f"of its second-to-last axis, got positions of shape {positions.shape}")
-    cos, sin = (a.astype(x.dtype) for a in rotary_angles(positions, x.shape[-1], base))
+def rotary(x: Tensor, cos, sin) -> Tensor:
+    """x (..., T, hs) with its time axis second to last (q or k of shape (B, nh, T, hs)), each position's vector
+    turned by its angles: (cos, sin) = rotary_angles(positions, hs), each (T, hs/2), for absolute positions, so
+    a KV cache keeps keys turned once and its window can slide (gpt/generate.py). The model computes them once
+    a forward, for q and k of every layer.
+
+        y = F.rotary(q, *F.rotary_angles(np.arange(T), hs))"""
+    if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], x.shape[-1] // 2) or sin.shape != cos.shape:
+        raise ValueError(f"rotary: input of shape {x.shape} needs an even last axis and (cos, sin) of shape "
+                         f"(T, hs/2) = ({x.shape[-2]}, {x.shape[-1] // 2}), got {cos.shape} and {sin.shape}")
     return Tensor.from_op(rotary_forward(x.data, cos, sin), (x,), lambda g: (rotary_backward(g, cos, sin),),
                           "rotary")
 

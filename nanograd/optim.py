@@ -159,6 +159,10 @@ def newton_schulz(grad, steps: int = 5):
     return (x.T if tall else x).astype(grad.dtype, copy=False)
 
 
+def _each(fn, arrays):
+    return [fn(a) for a in arrays]
+
+
 class Muon(Optimizer):
     """Muon (Keller Jordan, 2024): momentum SGD whose update for a 2-D weight is orthogonalised, every direction
     of the weight matrix moved by the same amount, so the few directions the gradient favours do not take the
@@ -179,13 +183,13 @@ class Muon(Optimizer):
             flat = [p.shape for p in group["params"] if p.ndim != 2]
             if group["use_muon"] and flat:
                 raise ValueError(f"Muon orthogonalises 2-D weights only; got shapes {flat} in a use_muon group")
-        self.rank, self.world_size, self.broadcast = 0, 1, None
+        self.map = _each  # how newton_schulz is applied to the matrices: one after another (see share_work)
 
-    def share_work(self, rank: int, world_size: int, broadcast) -> None:
-        """For data-parallel training, where every rank holds the same averaged gradients: rank r computes the
-        Newton-Schulz of every world_size-th matrix only, and broadcast(array, root) hands each result from the
-        rank that computed it to the others (gpt/train/distributed.py). The updates are the same on every rank."""
-        self.rank, self.world_size, self.broadcast = rank, world_size, broadcast
+    def share_work(self, map_over_ranks) -> None:
+        """For data-parallel training, where every rank holds the same averaged gradients: map_over_ranks(fn,
+        arrays) -> [fn(a) for a in arrays] on every rank, each rank computing a share of them
+        (gpt/train/distributed.py's World.map_shared), so the Newton-Schulz work is split."""
+        self.map = map_over_ranks
 
     def step(self) -> None:
         for group in self.param_groups:
@@ -195,10 +199,7 @@ class Muon(Optimizer):
                     AdamW._update(self, p, p.grad, self.state.setdefault(id(p), {}), group)
                 continue
             directions = [self._momentum(p, group) for p in params]  # what each matrix is to be orthogonalised
-            updates = [newton_schulz(d, group["ns_steps"]) if i % self.world_size == self.rank else np.empty_like(d)
-                       for i, d in enumerate(directions)]
-            if self.world_size > 1:  # each rank computed every world_size-th update: hand them round
-                updates = [self.broadcast(u, i % self.world_size) for i, u in enumerate(updates)]
+            updates = self.map(lambda d: newton_schulz(d, group["ns_steps"]), directions)
             for p, update in zip(params, updates):
                 rows, cols = p.shape
                 p.data *= 1 - group["lr"] * group["weight_decay"]

@@ -24,8 +24,9 @@ def test_gradients_match_finite_differences(shape, seed):
     positions = rng.integers(0, 1000, shape[-2])
     assert gradcheck(lambda x, w: F.rms_norm(x, w), (x, w))
     assert gradcheck(lambda x: F.rms_norm(x), (x,))
-    assert gradcheck(lambda x: F.rotary(x, positions), (x,))
-    # relu^2 has a kink-free zero, but finite differences across 0 are off by h^2: keep inputs away from it.
+    assert gradcheck(lambda x: F.rotary(x, *F.rotary_angles(positions, shape[-1], np.float64)), (x,))
+    # relu^2's slope is continuous at 0 but its curvature jumps, so a central difference across 0 is off by h/2:
+    # keep inputs away from it.
     away = Tensor(np.sign(x.data) * (np.abs(x.data) + 0.1), requires_grad=True)
     assert gradcheck(F.relu_squared, (away,))
 
@@ -46,7 +47,7 @@ def test_rotary_is_a_rotation_that_sees_only_distances(hs, seed, m, n, shift):
     q, k = rng.standard_normal((1, hs)), rng.standard_normal((1, hs))
 
     def turned(v, p):
-        return F.rotary(Tensor(v), np.array([p])).data[0]
+        return F.rotary(Tensor(v), *F.rotary_angles([p], hs, np.float64)).data[0]
 
     np.testing.assert_allclose(np.linalg.norm(turned(q, m)), np.linalg.norm(q), rtol=1e-12)  # lengths kept
     m2, n2 = m + shift + 200, n + shift + 200  # both moved by the same amount (kept >= 0)
@@ -57,10 +58,10 @@ def test_rotary_is_a_rotation_that_sees_only_distances(hs, seed, m, n, shift):
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match=r"rms_norm: weight of shape \(3,\) does not match input of shape \(2, 4\)"):
         F.rms_norm(Tensor(np.ones((2, 4))), Tensor(np.ones(3)))
-    with pytest.raises(ValueError, match="even last axis and one position per row"):
-        F.rotary(Tensor(np.ones((2, 5, 3))), np.arange(5))
-    with pytest.raises(ValueError, match="positions of shape \\(4,\\)"):
-        F.rotary(Tensor(np.ones((2, 5, 4))), np.arange(4))
+    with pytest.raises(ValueError, match="even last axis"):
+        F.rotary(Tensor(np.ones((2, 5, 3))), *F.rotary_angles(np.arange(5), 2))
+    with pytest.raises(ValueError, match=r"\(5, 2\), got \(4, 2\)"):
+        F.rotary(Tensor(np.ones((2, 5, 4))), *F.rotary_angles(np.arange(4), 4))
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (128, 512), (512, 128), (96, 32)])
@@ -132,7 +133,8 @@ def test_ops_match_pytorch():
         (lambda t, w: F.rms_norm(t, w, 1e-6), lambda t, w: torch.nn.functional.rms_norm(t, (8,), w, 1e-6)),
         (lambda t, w: F.rms_norm(t, None, 1e-6) * w,
          lambda t, w: torch.nn.functional.rms_norm(t, (8,), None, 1e-6) * w),
-        (lambda t, w: F.rotary(t, positions) * w, lambda t, w: _torch_rotary(torch, t, positions) * w),
+        (lambda t, w: F.rotary(t, *F.rotary_angles(positions, 8, np.float64)) * w,
+         lambda t, w: _torch_rotary(torch, t, positions) * w),
         (lambda t, w: F.relu_squared(t) * w, lambda t, w: torch.relu(t) ** 2 * w),
     ]
     # float64 on both sides: the only differences are summation order, ~1e-15 relative.

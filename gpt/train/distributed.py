@@ -121,13 +121,20 @@ class World:
 
         return int(self.comm.allreduce(int(value), op=MPI.MAX))
 
-    def broadcast(self, array, root):
-        """`array` as rank `root` holds it, on every rank (each rank passes an array of that shape and dtype)."""
+    def map_shared(self, fn, arrays):
+        """[fn(a) for a in arrays], the same on every rank, each rank computing every size-th result and
+        broadcasting it to the others. fn must return an array of its argument's shape and dtype (Muon's
+        newton_schulz: nanograd/optim.py), which the other ranks receive into."""
         if self.comm is None:
-            return array
-        buffer = np.ascontiguousarray(array)  # MPI sends memory as it lies: a transposed view would arrive scrambled
-        self.comm.Bcast(buffer, root=root)
-        return buffer
+            return [fn(a) for a in arrays]
+        results = []
+        for i, a in enumerate(arrays):
+            root = i % self.size
+            # Contiguous: MPI sends memory as it lies, so a transposed view would arrive scrambled.
+            out = np.ascontiguousarray(fn(a)) if root == self.rank else np.empty(a.shape, a.dtype)
+            self.comm.Bcast(out, root=root)
+            results.append(out)
+        return results
 
     def gather(self, value):
         """The list of every rank's `value` on rank 0 (None on the others)."""

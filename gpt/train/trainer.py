@@ -3,11 +3,11 @@
 From code: `Trainer(TrainConfig(max_iters=100)).train()`; from the command line: `python -m gpt.train`
 (gpt/train/cli.py).
 
-Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes an AdamW step
-(gpt/train/loop.py, the step the fine-tunes take too) with a learning rate that warms up linearly and then
-follows a cosine down to `min_lr`. Every `eval_interval` steps (and at the end) the model is evaluated on
-fixed batches and a checkpoint is saved;
-the out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
+Each step draws `grad_accum` random batches, averages their gradients, clips them, and takes a step of the
+model's optimizer (AdamW, or Muon with AdamW: configure_optimizers; gpt/train/loop.py, the step the fine-tunes
+take too) with a learning rate that warms up linearly and then follows a cosine down to `min_lr`. Every
+`eval_interval` steps (and at the end) the model is evaluated on fixed batches and a checkpoint is saved; the
+out dir also gets a CSV log, a loss-curve PNG and a final sample. A checkpoint holds everything that
 determines the rest of the run (weights, optimizer moments, both random generators, the step), so a resumed
 run is bit-for-bit the run that was never stopped. A trainer locks its out dir against a second one
 (gpt/train/outdir_lock.py); what --resume does with flags that differ from the checkpoint's is in
@@ -188,7 +188,7 @@ class Trainer:
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
                                                          muon_lr=c.muon_lr)
         if self.world.size > 1 and hasattr(self.optimizer, "share_work"):  # Muon: split its matrix work
-            self.optimizer.share_work(self.world.rank, self.world.size, self.world.broadcast)
+            self.optimizer.share_work(self.world.map_shared)
         self.rng = np.random.default_rng(c.seed)  # draws the training batches, the same on every rank
         # Dropout: rank 0 keeps the single-process stream; the others need their own masks.
         nanograd.manual_seed(c.seed if self.world.is_main else [c.seed, self.world.rank])

@@ -25,7 +25,7 @@ def _rotary_rows(x, cos, sin, y):
 def rotary_forward(x, cos, sin):
     if x.ndim < 2 or cos.shape != (x.shape[-2], x.shape[-1] // 2) or sin.shape != cos.shape:
         raise ValueError(f"rotary: cos {cos.shape} and sin {sin.shape} must be (T, hs/2) for x of shape {x.shape}")
-    rows = x.reshape((-1,) + x.shape[-2:])  # (N, T, hs): a view for the model's q and k, which fold cleanly
+    rows = x.reshape((-1,) + x.shape[-2:])  # (N, T, hs): a view when the leading axes fold (after QK-norm), else a copy
     y = np.empty(rows.shape, x.dtype)
     _rotary_rows(rows, np.ascontiguousarray(cos, dtype=x.dtype), np.ascontiguousarray(sin, dtype=x.dtype), y)
     return y.reshape(x.shape)
