@@ -279,6 +279,11 @@ try:
     Trainer(TrainConfig(**{**json.loads(sys.argv[1]), "batch_size": 3}))
 except ValueError as e:
     print(f"rank {world.rank} refused: {e}")
+# Each rank computes its share (marked with 100 * its rank) and receives the rest: results from ranks 0, 1, 0.
+# fn returns a transposed view, as newton_schulz does for a tall matrix: it must arrive whole, not scrambled.
+square = np.arange(9, dtype=np.float32).reshape(3, 3)
+shared = world.map_shared(lambda a: (a + 100 * world.rank).T, [square] * 3)
+print(f"rank {world.rank} shared: {[int(s[0, 1]) for s in shared]}")
 print(f"rank {world.rank} of {world.size}, {distributed.default_threads(world)} thread(s)")
 """
 
@@ -298,6 +303,7 @@ def test_two_ranks_average_gradients_and_catch_mistakes(tmp_path, config):
     for rank in (0, 1):
         assert f"rank {rank} caught: the test arrays of rank(s) [1] differ from rank 0's" in run.stdout
         assert f"rank {rank} refused: batch_size 3 does not split evenly over 2 MPI processes" in run.stdout
+        assert f"rank {rank} shared: [3, 103, 3]" in run.stdout  # (square + 100 * root).T[0, 1]
         assert f"rank {rank} of 2, 1 thread(s)" in run.stdout or os.cpu_count() > 2
 
     single = Trainer(dataclasses.replace(config, out_dir=str(tmp_path / "single")), distributed.World())
