@@ -37,7 +37,6 @@ import argparse
 import csv
 import io
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,8 @@ from gpt.storage.atomic import write_atomic  # noqa: E402
 from gpt.generate import stream_text  # noqa: E402
 from gpt.finetune.instruction_data import (InstructVocab, encode_record, format_prompt, greedy_correct,  # noqa: E402
                           grow_token_embeddings)
-from gpt.finetune.instruction_tuning import fine_tune, save_instruct_checkpoint  # noqa: E402
+from gpt.finetune.instruction_tuning import save_instruct_checkpoint  # noqa: E402
+from gpt.experiments.instruct_arms import Arm, train_arms  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.experiments.play_instructions import (AUXILIARY, FAMILIES, KNOWLEDGE, READING, family_sizes,  # noqa: E402
                                                make_records)
@@ -65,7 +65,7 @@ from tokenizer.progress import add_progress_flag  # noqa: E402
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
-            block_size=224, max_passage_chars=100, train_records=24, val_records=4, test_records=8, steps=8,
+            block_size=224, max_passage_chars=100, train_records=24, knowledge_records=24, val_records=4, test_records=8, steps=8,
             batch_size=8, eval_every=4, examples=1, repeat_records=8, arms=["scratch", "unmasked"])
 
 
@@ -75,7 +75,7 @@ def pretrain(args):
     text = shakespeare()[: args.pretrain_chars]
     config = pretrain_config(args.pretrain_iters, args.seed, args.progress, tokenizer=args.tokenizer,
                              vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
-                             n_embd=args.n_embd, block_size=args.block_size)
+                             n_embd=args.n_embd, block_size=args.block_size, recipe=args.recipe)
     out = cache_dir() / f"instruct-pretrain-{pretrain_key(text, config)}"
     return train_cached(out, text, config, f"pretrained {args.pretrain_iters} steps on {len(text):,} characters "
                                               "of the plays")
@@ -219,12 +219,16 @@ def build_arg_parser():
     p.add_argument("--tiny", action="store_true", help="shrink everything to a seconds-long run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="seed for pretraining, the records and the batches")
     p.add_argument("--threads", type=int, default=min(2, nanograd.usable_cores()),
-                   help="kernel and BLAS threads")
+                   help="cores to use: kernel and BLAS threads, and the fine-tunes side by side in as many "
+                        "processes of one thread each")
     add_progress_flag(p)
     g = p.add_argument_group("pretraining (without --ckpt)")
-    add_pretraining_flags(g, iters=2000)
+    add_pretraining_flags(g, iters=1000, recipe="modern")
     g = p.add_argument_group("the records and fine-tuning")
-    g.add_argument("--train-records", type=int, default=5000, help="training records per family")
+    g.add_argument("--train-records", type=int, default=5000, help="training records per reading family")
+    g.add_argument("--knowledge-records", type=int, default=700,
+                   help="training records per knowledge family (enough to learn the format; more do not teach "
+                        "memory, and would take steps from reading)")
     g.add_argument("--val-records", type=int, default=40, help="validation records per family")
     g.add_argument("--test-records", type=int, default=100, help="test records per family")
     g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
@@ -247,7 +251,7 @@ def build_arg_parser():
 def parse_args(argv=None):
     parser = build_arg_parser()
     return parse_with_tiny(parser, argv, TINY, ("pretrain_iters", "steps", "batch_size", "eval_every", "patience",
-                                                "train_records", "val_records", "test_records"))
+                                                "train_records", "knowledge_records", "val_records", "test_records"))
 
 
 def main(argv=None):
@@ -264,7 +268,8 @@ def run(args):
     ckpt_dir = args.ckpt or pretrain(args)
     pretrained, tok = load_model(ckpt_dir)
     tokenizer_file = load_checkpoint(ckpt_dir).tokenizer_path
-    sizes = {"train": args.train_records, "val": args.val_records, "test": args.test_records}
+    train_sizes = {**dict.fromkeys(READING, args.train_records), **dict.fromkeys(KNOWLEDGE, args.knowledge_records)}
+    sizes = {"train": train_sizes, "val": args.val_records, "test": args.test_records}
     records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars,
                            speaker_list=args.speaker_list)
     records["train"] += make_records({"train": args.repeat_records}, args.seed, AUXILIARY,
@@ -287,24 +292,23 @@ def run(args):
 
     correct = {"untuned": greedy_correct(pretrained, test)}
     untuned_first_lines(pretrained, vocab, test_records)
-    setups = {"fine-tuned": (True, True, args.lr), "fine-tuned, unmasked": (True, False, args.lr),
-              "from scratch": (False, True, args.scratch_lr)}
-    arms = {"fine-tuned"} | {{"unmasked": "fine-tuned, unmasked", "scratch": "from scratch"}[a] for a in args.arms}
-    setups = {method: setup for method, setup in setups.items() if method in arms}
+    arms = [Arm("fine-tuned", True, True, args.lr)]
+    if "unmasked" in args.arms:
+        arms.append(Arm("fine-tuned, unmasked", True, False, args.lr))
+    if "scratch" in args.arms:
+        arms.append(Arm("from scratch", False, True, args.scratch_lr))
+    settings = dict(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, patience=args.patience)
+    print(f"training {len(arms)} arm{'s' * (len(arms) > 1)}"
+          + (" side by side, a process of one thread each" if args.threads > 1 and len(arms) > 1 else ""))
+    results = train_arms(arms, pretrained.config, base_state, vocab, (train, val, test), settings, args.seed,
+                         workers=args.threads, progress=args.progress)
     models = {}
-    for method, (from_pretrained, mask_prompt, lr) in setups.items():
-        started = time.perf_counter()
-        model = GPT(GPTConfig(**vars(pretrained.config)), seed=args.seed + 1)
-        if from_pretrained:
-            model.load_state_dict(base_state)
-        result = fine_tune(model, vocab, train, val, args.steps, args.batch_size, lr,
-                           np.random.default_rng([args.seed, 1]), args.eval_every, args.patience, mask_prompt,
-                           progress=args.progress)
-        correct[method] = greedy_correct(model, test)
-        models[method] = model
-        print(f"{method}: best val response loss {result.best_val_loss:.3f} at step {result.best_step} "
-              f"(of {result.curve[-1][0]} run); test exact match {correct[method].mean():.3f}; "
-              f"{time.perf_counter() - started:.0f} s")
+    for method, arm in results.items():
+        correct[method] = arm.correct
+        models[method] = GPT(GPTConfig(**vars(pretrained.config)))
+        models[method].load_state_dict(arm.state)
+        print(f"{method}: best val response loss {arm.result.best_val_loss:.3f} at step {arm.result.best_step} "
+              f"(of {arm.result.curve[-1][0]} run); test exact match {arm.correct.mean():.3f}; {arm.seconds:.0f} s")
     save_instruct_checkpoint(out / "ckpt", models["fine-tuned"], vocab, tokenizer_file, args.steps)
 
     rows = report(correct, test_records, np.random.default_rng(args.seed))

@@ -198,3 +198,35 @@ def test_the_copy_probe_scores_the_first_reading_as_the_model_s_own_loss():
         own = model(np.asarray([ids[:-1]]), np.asarray([ids[1:]]))[1].item()
     np.testing.assert_allclose(first, own, rtol=1e-5)
     assert np.isfinite(second)
+
+
+def test_arms_side_by_side_train_as_they_do_one_after_the_other():
+    """train_arms in two processes of one thread each returns what it returns in this process on one thread:
+    the same weights bit for bit (each arm's arithmetic is its own), the same scores, both arms labelled."""
+    import numba
+
+    import nanograd
+    from gpt.experiments.instruct_arms import Arm, train_arms
+
+    records = [Record("How many?", "A:\nb\n\nC:\nd", "2", "x", "p", 0), Record("Say yes.", "", "Yes", "x", "p", 0)]
+    vocab = char_vocab(r.instruction + r.input + r.output for r in records)
+    pretrained = GPT(GPTConfig(block_size=96, vocab_size=vocab.base_size, n_layer=1, n_head=2, n_embd=16), seed=0)
+    grow_token_embeddings(pretrained, vocab.size)
+    encoded = [encode_record(vocab, r) for r in records]
+    arms = [Arm("fine-tuned", True, True, 1e-2), Arm("from scratch", False, True, 1e-2)]
+    settings = dict(steps=6, batch_size=2, eval_every=3, patience=None)
+    args = (arms, pretrained.config, pretrained.state_dict(), vocab, (encoded, encoded, encoded), settings, 0)
+    threads = numba.get_num_threads()
+    nanograd.set_num_threads(1)
+    try:
+        alone = train_arms(*args, workers=1, progress=False)
+    finally:
+        nanograd.set_num_threads(threads)
+    together = train_arms(*args, workers=2, progress=False)
+    assert list(alone) == list(together) == ["fine-tuned", "from scratch"]
+    for method in alone:
+        assert alone[method].correct.tolist() == together[method].correct.tolist()
+        np.testing.assert_array_equal(alone[method].result.curve, together[method].result.curve)  # NaN: no loss yet
+        for name, array in alone[method].state.items():
+            np.testing.assert_array_equal(array, together[method].state[name], err_msg=f"{method}: {name}")
+    assert not np.array_equal(alone["fine-tuned"].state["lm_head.weight"], alone["from scratch"].state["lm_head.weight"])

@@ -11,6 +11,7 @@ import numpy as np
 
 from gpt.train.corpus import cache_dir
 from gpt.experiments.pretrain_cache import pretrain_key, train_cached
+from gpt.model import RECIPES
 from gpt.train import TrainConfig
 from gpt.experiments.transfer import play_text, sample_passages, split_validation, training_plays, unlabelled_plays
 
@@ -59,11 +60,15 @@ def fold_passages(test_plays, k, seed, n_labelled, n_test, passage_tokens, play_
     return FoldPassages(train, val, test)
 
 
-def add_pretraining_flags(group, iters, sizes=True):
+def add_pretraining_flags(group, iters, sizes=True, recipe=None):
     """The pretraining flags the fine-tuning examples share, on an argparse group: --pretrain-iters (default
-    `iters`), --pretrain-chars, --tokenizer, and with `sizes` --vocab-size and the GPT's --n-layer, --n-head,
-    --n-embd, --block-size (GENRE_PRETRAINING's values as defaults)."""
+    `iters`), --pretrain-chars, --tokenizer, with `sizes` --vocab-size and the GPT's --n-layer, --n-head,
+    --n-embd, --block-size (GENRE_PRETRAINING's values as defaults), and with a `recipe` --recipe (that
+    default; gpt/model.py's RECIPES)."""
     group.add_argument("--pretrain-iters", type=int, default=iters, help="optimizer steps of pretraining")
+    if recipe is not None:
+        group.add_argument("--recipe", choices=sorted(RECIPES), default=recipe,
+                           help="the GPT's recipe: parts, optimizer and training defaults (default %(default)s)")
     group.add_argument("--pretrain-chars", type=int, default=None, help="use only this many characters of text")
     group.add_argument("--tokenizer", choices=("char", "bpe"), default="bpe", help="tokenizer to train (default bpe)")
     if sizes:

@@ -219,9 +219,10 @@ def count_lines(scenes):
 
 
 def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines"):
-    """{split: [Record]} with sizes[split] records of each family, from disjoint scenes (see the module
-    docstring). The same seed gives the same records. speaker_list: "lines" (one name a line) or "commas"
-    ("A, B, A"), the answer format of speakers_in_order."""
+    """{split: [Record]} from disjoint scenes (see the module docstring): sizes[split] records of each family,
+    or sizes[split][family] where it is a dict ({"train": {"which_play": 700, ...}, "test": 100}). The same
+    seed gives the same records, and a split's records do not depend on another split's size. speaker_list:
+    "lines" (one name a line) or "commas" ("A, B, A"), the answer format of speakers_in_order."""
     if speaker_list not in ("lines", "commas"):
         raise ValueError(f"speaker_list must be 'lines' or 'commas', not {speaker_list!r}")
     unknown = sorted(set(families) - set(FAMILIES + AUXILIARY))
@@ -233,7 +234,9 @@ def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speake
     for k, (split, own) in enumerate(split_scenes(scenes, seed).items()):
         rng = np.random.default_rng([seed, k])
         generator = TaskGenerator(own, line_counts, rng, max_passage_chars, speaker_list)
-        records[split] = [r for family in families for r in generator.records(family, sizes.get(split, 0))]
+        wanted = sizes.get(split, 0)
+        counts = wanted if isinstance(wanted, dict) else dict.fromkeys(families, wanted)
+        records[split] = [r for family in families for r in generator.records(family, counts.get(family, 0))]
     return records
 
 

@@ -59,11 +59,12 @@ def length_buckets(lengths, batch_size, rng, pool=8):
 
 
 def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=50, patience=None,
-              mask_prompt=True, weight_decay=0.1, warmup=20, progress=False, bucket_pool=8):
+              mask_prompt=True, weight_decay=0.1, warmup=20, progress=False, bucket_pool=8, desc=None):
     """Train `model` on `train` [(ids, n_prompt)] for up to `steps` steps; keep the weights of the lowest
     validation response loss. mask_prompt=False also trains on the prompt tokens. bucket_pool > 1 batches
     records of like length together (length_buckets); 1 draws every batch at random. `progress` is a
-    --progress flag's value (tokenizer/progress.py: None picks by the terminal). Returns a TuneResult."""
+    --progress flag's value (tokenizer/progress.py: None picks by the terminal), `desc` its label. Returns a
+    TuneResult."""
     optimizer = model.configure_optimizers(weight_decay, lr, (0.9, 0.99))
     stopper = EarlyStopping(model, steps, eval_every, patience)
     model.train()
@@ -78,7 +79,7 @@ def fine_tune(model, vocab, train, val, steps, batch_size, lr, rng, eval_every=5
         return stopper.record(step, -val_loss, val_loss)
 
     evaluate(0)
-    with progress_bar(steps, progress, leave=False) as bar:
+    with progress_bar(steps, progress, desc=desc, leave=False) as bar:
         for step in range(1, steps + 1):
             rate = optim.cosine_lr(step - 1, lr, lr / 10, warmup, steps)
             loss, _ = optimizer_step(model, optimizer, rate, batch_loss)
