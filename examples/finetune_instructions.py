@@ -234,6 +234,9 @@ def build_arg_parser():
     g.add_argument("--max-passage-chars", type=int, default=200, help="longest input passage of a reading task")
     g.add_argument("--speaker-list", choices=("lines", "commas"), default="lines",
                    help="answer format of 'speakers in order': one name a line, or 'A, B, A'")
+    g.add_argument("--first-word-answer", choices=("tagged", "bare"), default="tagged",
+                   help="answer format of 'the first word of a speech': the speech's tag then the word "
+                        "('ROMEO:\\nNay'), or the word alone")
     g.add_argument("--steps", type=int, default=1500, help="most optimizer steps of each fine-tune")
     g.add_argument("--batch-size", type=int, default=16, help="records per step")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
@@ -271,7 +274,7 @@ def run(args):
     train_sizes = {**dict.fromkeys(READING, args.train_records), **dict.fromkeys(KNOWLEDGE, args.knowledge_records)}
     sizes = {"train": train_sizes, "val": args.val_records, "test": args.test_records}
     records = make_records(sizes, seed=args.seed, max_passage_chars=args.max_passage_chars,
-                           speaker_list=args.speaker_list)
+                           speaker_list=args.speaker_list, first_word_answer=args.first_word_answer)
     records["train"] += make_records({"train": args.repeat_records}, args.seed, AUXILIARY,
                                      args.max_passage_chars)["train"]
     texts = [r.instruction + r.input + r.output for split in records.values() for r in split]

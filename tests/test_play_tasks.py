@@ -74,7 +74,8 @@ def test_every_answer_is_right_on_the_first_scene_of_hamlet(scenes, hamlet_markd
             elif family == "first_word":
                 name = re.fullmatch(r'What is the first word of the speech by "(.*)"\?', r.instruction)[1]
                 (lines,) = [lines for s, lines in window if s == name]
-                assert lines[0].startswith(r.output) and r.output[-1].isalpha()
+                tag, word = r.output.split("\n")  # the tagged answer: the speech's tag, then the word
+                assert tag == f"{name}:" and lines[0].startswith(word) and word[-1].isalpha()
             elif family == "which_play":
                 assert r.output == "Hamlet"
                 assert any(r.input == "\n".join(lines[:2]) for _, lines in truth)
@@ -109,7 +110,8 @@ def test_records_are_deterministic_sized_and_checkable(scenes):
     assert family_sizes(a["train"]) == {f: 20 for f in FAMILIES} and a["val"] == []
     for r in a["train"] + a["test"]:
         assert r.output and len(r.output) <= 80  # short: exact match
-        assert "\n" not in r.output or r.family == "speakers_in_order"  # one line, but for a list of names
+        if r.family not in ("speakers_in_order", "first_word"):  # a list of names; a tag, then the word
+            assert "\n" not in r.output
         if r.family == "next_line":
             assert r.output not in r.input  # not answerable by copying
     with pytest.raises(ValueError, match="unknown task families"):
@@ -126,3 +128,17 @@ def test_repeat_records_copy_a_short_passage_and_only_when_asked_for():
 def test_speakers_can_still_be_listed_with_commas():
     (r,) = make_records({"test": 1}, seed=0, families=("speakers_in_order",), speaker_list="commas")["test"]
     assert r.instruction == "List the speakers in order." and "\n" not in r.output and ", " in r.output
+
+
+def test_per_family_sizes_and_the_bare_first_word():
+    sizes = {"train": {"count_speeches": 3, "which_play": 1}, "test": 2}
+    records = make_records(sizes, seed=0, families=("count_speeches", "first_word", "which_play"))
+    assert family_sizes(records["train"]) == {"count_speeches": 3, "which_play": 1}
+    assert family_sizes(records["test"]) == {"count_speeches": 2, "first_word": 2, "which_play": 2}
+    tagged = [r for r in records["test"] if r.family == "first_word"]
+    bare = make_records(sizes, seed=0, families=("count_speeches", "first_word", "which_play"),
+                        first_word_answer="bare")["test"]
+    bare = [r for r in bare if r.family == "first_word"]
+    assert [r.output.split("\n")[1] for r in tagged] == [r.output for r in bare]  # the same questions
+    with pytest.raises(ValueError, match="first_word_answer must be"):
+        make_records({"test": 1}, first_word_answer="word")

@@ -8,7 +8,7 @@ reading (the answer is in the input passage; a model only has to read it):
     speaker_of_line    Who says "<a line of the passage>"?                   -> the speaker
     speakers_in_order  List the speakers in order, one a line.               -> "A\nB\nA"
     count_speeches     How many speeches are in the passage?                 -> "3"
-    first_word         What is the first word of the speech by "<SPEAKER>"?  -> "Nay"
+    first_word         What is the first word of the speech by "<SPEAKER>"?  -> "SPEAKER:\nNay"
 knowledge (the answer is not in the input; it must come from having read the play):
     which_play         Which play is this from? (a speech's opening lines)  -> "Hamlet"
     next_speaker       Who speaks next? (a speaker and the end of their speech) -> the next speaker
@@ -97,9 +97,11 @@ class TaskGenerator:
     whole corpus, so a knowledge question quotes only lines that occur once in all the plays (a line like
     "My lord?" could belong to any play and any speaker, and would have no single right answer)."""
 
-    def __init__(self, scenes, line_counts, rng, max_passage_chars=200, speaker_list="lines"):
+    def __init__(self, scenes, line_counts, rng, max_passage_chars=200, speaker_list="lines",
+                 first_word_answer="tagged"):
         self.scenes, self.line_counts, self.rng = scenes, line_counts, rng
         self.max_passage_chars, self.speaker_list = max_passage_chars, speaker_list
+        self.first_word_answer = first_word_answer
 
     def _window(self):
         """2 to 4 consecutive speeches of a random scene, at most max_passage_chars long, or None."""
@@ -155,7 +157,14 @@ class TaskGenerator:
             return None  # "X's speech" must name one speech
         # The name in quotes: after a quote mark a BPE spells it with the very tokens it has in the passage,
         # where it opens a line; after a space ("of MERCUTIO's") its first token would differ.
-        return scene, f'What is the first word of the speech by "{speaker}"?', passage(window), first_word(verse[0])
+        word = first_word(verse[0])
+        # "tagged": the answer restates the speech's tag, then the word ("ROMEO:\nNay"). The model copies the
+        # name from the question, and at "ROMEO:\n" it only has to find that tag in the passage and read on
+        # past it: copying, which the repeat records teach. The bare word asks it to pick the speech by the
+        # question's name at the first answer token, which this model does little better than chance
+        # (docs/instruction-tuning.md).
+        answer = f"{speaker}:\n{word}" if self.first_word_answer == "tagged" else word
+        return scene, f'What is the first word of the speech by "{speaker}"?', passage(window), answer
 
     def repeat_passage(self):
         """Copy 1 to 4 speeches (at most half of max_passage_chars, so that they fit twice). Every response token
@@ -218,13 +227,17 @@ def count_lines(scenes):
     return Counter(line for scene in scenes for _, verse in scene.speeches for line in verse)
 
 
-def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines"):
+def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speaker_list="lines",
+                 first_word_answer="tagged"):
     """{split: [Record]} from disjoint scenes (see the module docstring): sizes[split] records of each family,
     or sizes[split][family] where it is a dict ({"train": {"which_play": 700, ...}, "test": 100}). The same
-    seed gives the same records, and a split's records do not depend on another split's size. speaker_list:
-    "lines" (one name a line) or "commas" ("A, B, A"), the answer format of speakers_in_order."""
+    seed gives the same records, and a split's records do not depend on another split's size. The answer
+    formats: speaker_list "lines" (one name a line) or "commas" ("A, B, A") for speakers_in_order;
+    first_word_answer "tagged" ("ROMEO:\nNay") or "bare" ("Nay") for first_word."""
     if speaker_list not in ("lines", "commas"):
         raise ValueError(f"speaker_list must be 'lines' or 'commas', not {speaker_list!r}")
+    if first_word_answer not in ("tagged", "bare"):
+        raise ValueError(f"first_word_answer must be 'tagged' or 'bare', not {first_word_answer!r}")
     unknown = sorted(set(families) - set(FAMILIES + AUXILIARY))
     if unknown:
         raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES + AUXILIARY)}")
@@ -233,7 +246,7 @@ def make_records(sizes, seed=0, families=FAMILIES, max_passage_chars=200, speake
     records = {}
     for k, (split, own) in enumerate(split_scenes(scenes, seed).items()):
         rng = np.random.default_rng([seed, k])
-        generator = TaskGenerator(own, line_counts, rng, max_passage_chars, speaker_list)
+        generator = TaskGenerator(own, line_counts, rng, max_passage_chars, speaker_list, first_word_answer)
         wanted = sizes.get(split, 0)
         counts = wanted if isinstance(wanted, dict) else dict.fromkeys(families, wanted)
         records[split] = [r for family in families for r in generator.records(family, counts.get(family, 0))]
