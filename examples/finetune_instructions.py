@@ -16,10 +16,10 @@ Three models answer the same test records, greedily, through the same template (
 - untuned: the pretrained model as it is, prompted with the template (its end marker is untrained);
 - fine-tuned: the pretrained model fine-tuned on the training records, the loss on the responses only;
 - from scratch: the same network, randomly initialised, trained on the same records and batches;
-and with --arms scratch unmasked a fourth, fine-tuned with the loss also on the prompt tokens. The arms train
-side by side, a process of one thread each (gpt/experiments/instruct_arms.py). The training records include
-10,000 that ask to repeat a passage, never scored: the pretrained model cannot copy (the probe below), and
-those records teach it to, for the reading questions. The report: exact-match accuracy per family with a 95%
+and with --arms scratch unmasked a fourth, fine-tuned with the loss also on the prompt tokens. With --threads
+2 or more the arms train side by side, a process of one thread each (gpt/experiments/instruct_arms.py). The
+training records include 10,000 that ask to repeat a passage, never scored: the pretrained model cannot copy
+(the probe below), and those records teach it to, for the reading questions. The report: exact-match accuracy per family with a 95%
 interval from a bootstrap over the test scenes (the questions of one scene are not independent evidence), the
 paired differences fine-tuned minus untuned and minus from scratch, a CSV and a bar chart in --out-dir, and a
 few fine-tuned answers, right and wrong, generated token by token. First, probes of the pretrained model in
@@ -64,8 +64,9 @@ from tokenizer.progress import add_progress_flag  # noqa: E402
 METHODS = ("untuned", "fine-tuned", "fine-tuned, unmasked", "from scratch")
 BOOTSTRAP_DRAWS = 2000
 TINY = dict(pretrain_iters=20, pretrain_chars=200_000, tokenizer="char", n_layer=1, n_head=2, n_embd=32,
-            block_size=224, max_passage_chars=100, train_records=24, knowledge_records=24, val_records=4, test_records=8, steps=8,
-            batch_size=8, eval_every=4, examples=1, repeat_records=8, arms=["scratch", "unmasked"])
+            block_size=224, max_passage_chars=100, train_records=24, knowledge_records=24, val_records=4,
+            test_records=8, steps=8, batch_size=8, eval_every=4, examples=1, repeat_records=8,
+            arms=["scratch", "unmasked"])
 
 
 def pretrain(args):
