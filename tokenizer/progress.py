@@ -47,12 +47,17 @@ def is_terminal(stream):
         return False
 
 
+def draws_bar(show):
+    """Whether progress(show=show) draws a tqdm bar: show=True, or None with stderr a terminal."""
+    return show is True or (show is None and is_terminal(sys.stderr))
+
+
 def progress(total, show=None, desc=None, unit="step", initial=0, leave=True):
     """An object with tqdm's update(n), set_postfix(**fields), write(text), close() and `with`: a tqdm bar
     (show=True, or None on a terminal), plain lines on stderr (None elsewhere), or nothing (False). `total`
     steps in all, `initial` of them already done (a resumed run); `desc` names the count (default: `unit`);
     leave=False clears the bar when done (lines stay: a log keeps what it was told)."""
-    if show is None and not is_terminal(sys.stderr):
+    if show is None and not draws_bar(show):
         return ProgressLines(total, desc, unit, initial)
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=show is False, leave=leave,
                 dynamic_ncols=True)

@@ -10,7 +10,6 @@ processes do twice the work in the same time. Results come back pickled, the wei
 are those of the same arm trained alone on one thread.
 """
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import nanograd
 from gpt.finetune.instruction_data import greedy_correct
 from gpt.finetune.instruction_tuning import fine_tune
 from gpt.model import GPT, GPTConfig
-from tokenizer.progress import is_terminal
+from tokenizer.progress import draws_bar
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ def train_arms(arms, config, base_state, vocab, data, settings, seed, workers=1,
     if workers <= 1 or len(arms) <= 1:
         return {arm.method: train_arm(arm, config, base_state, vocab, data, settings, seed, progress)
                 for arm in arms}
-    bars = progress is True or (progress is None and is_terminal(sys.stderr))
-    shows = [progress if k == 0 or not bars else False for k in range(len(arms))]
+    shows = [progress if k == 0 or not draws_bar(progress) else False for k in range(len(arms))]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked thread pools or locks
     with ProcessPoolExecutor(min(workers, len(arms)), mp_context=context) as pool:
         futures = [pool.submit(train_arm, arm, config, base_state, vocab, data, settings, seed, show, 1)
